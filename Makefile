@@ -1,0 +1,37 @@
+# One command for each job; each creates the virtualenv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-data
+
+.PHONY: setup demo test lint typecheck benchmark clean
+
+setup: $(STAMP)
+
+# torch first, pinned: 2.13.0's CPU wheel lies on this machine; a looser pin would pull a CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m desktop_client.demo_check $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest
+
+benchmark: $(STAMP)
+	$(BIN)/python tests/benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The coordinator: a headless daemon that supervises a Flower SuperLink (later issues)."""
