@@ -52,7 +52,24 @@ def cmd_generate_demo(args: argparse.Namespace) -> int:
         return _fail("--retailers must be at least 1", args.json)
     manifest = generate_demo(Path(args.out_dir), retailers=args.retailers, seed=args.seed)
     if args.json:
-        _print_json(manifest.to_json())
+        _print_json(
+            {
+                "out_dir": str(manifest.out_dir),
+                "seed": manifest.seed,
+                "ground_truth": str(manifest.ground_truth_path),
+                "retailers": [
+                    {
+                        "retailer_id": r.retailer_id,
+                        "dialect": r.dialect,
+                        "path": str(r.path),
+                        "rows": r.rows,
+                        "products": r.products,
+                        "baskets": r.baskets,
+                    }
+                    for r in manifest.retailers
+                ],
+            }
+        )
         return EXIT_OK
     print(f"Generated {len(manifest.retailers)} retailers in {args.out_dir}:")
     for retailer in manifest.retailers:
@@ -204,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", args.json)
+    except Exception as exc:  # a bug must reach the user as one line, not a traceback
+        logging.getLogger(__name__).debug("retail-node failed", exc_info=True)
+        return _fail(
+            f"unexpected problem ({type(exc).__name__}: {exc}); please report it", args.json
+        )
     return code
 
 

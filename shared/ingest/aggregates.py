@@ -49,6 +49,7 @@ def product_day(frame: pd.DataFrame) -> pd.DataFrame:
             aggregations[column] = how
     grouped = work.groupby(["product_id", "date"], sort=True, observed=True).agg(aggregations)
     out = grouped.reset_index()
+    out["product_id"] = out["product_id"].astype(frame["product_id"].dtype)
     if "promotion_active" in out.columns:
         out = out.rename(columns={"promotion_active": "promotion_share"})
     out["revenue"] = out["revenue_micros"] / MICROS

@@ -37,6 +37,8 @@ from shared.schema import CORE_FIELDS, FIELDS, FIELDS_BY_NAME, FieldSpec, Kind
 from shared.taxonomy import Taxonomy
 
 CANONICAL_EXTRA = ("category_label", "source_row")
+# Few distinct values per many rows: pandas categoricals save memory and make grouping cheap.
+CATEGORICAL_FIELDS = frozenset({"product_id", "customer_segment", "retailer_id", "transaction_id"})
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,25 @@ def file_number_format(raw: RawTable, mapping: ColumnMapping) -> NumberFormat | 
     return infer_number_format(values) if values else None
 
 
+def text_columns(peek: RawTable, mapping: ColumnMapping) -> list[str]:
+    """Source columns the full read must keep as text rather than let Arrow type them.
+
+    Identifiers keep leading zeros, and in a decimal-comma file "1.250" means 1250, which
+    Arrow would read as 1.25: there, every number stays text for the locale-aware parser.
+    """
+    number_format = file_number_format(peek, mapping)
+    comma_decimal = number_format is not None and number_format.decimal == ","
+    keep: list[str] = []
+    for spec in FIELDS:
+        source = mapping.columns.get(spec.name)
+        if source is None:
+            continue
+        numeric = spec.kind in (Kind.DECIMAL, Kind.INTEGER)
+        if spec.kind is Kind.TEXT or (numeric and comma_decimal):
+            keep.append(source)
+    return keep
+
+
 def _parse(
     spec: FieldSpec,
     column: pa.ChunkedArray,
@@ -164,7 +185,7 @@ def _hash_customers(values: pa.Array, key: bytes) -> pa.Array:
         hashlib.blake2b(str(v).encode("utf-8"), key=key[:64], digest_size=12).hexdigest()
         for v in dictionary
     ]
-    return pc.take(pa.array(hashed, type=pa.string()), encoded.indices)
+    return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(hashed, type=pa.string()))
 
 
 def _map_categories(
@@ -179,8 +200,9 @@ def _map_categories(
             match = taxonomy.match(label)
             chosen = match.code
             if match.confidence == 0.0:
-                unmapped.append(label)
-            mapping.categories[label] = chosen
+                unmapped.append(label)  # not remembered: the warning stays until mapped
+            else:
+                mapping.categories[label] = chosen
         codes.append(chosen)
     if unmapped:
         shown = ", ".join(repr(u) for u in unmapped[:10])
@@ -191,7 +213,7 @@ def _map_categories(
             'in the mapping file\'s "categories" section to get category-level insights.',
             column=mapping.columns.get("category"),
         )
-    return pc.take(pa.array(codes, type=pa.string()), encoded.indices)
+    return pc.dictionary_encode(pc.take(pa.array(codes, type=pa.string()), encoded.indices))
 
 
 def build_canonical(
@@ -278,8 +300,10 @@ def build_canonical(
         if spec.name == "customer_id":
             values = _hash_customers(values, options.customer_key)
         if spec.name == "category":
-            arrays["category_label"] = values
+            arrays["category_label"] = pc.dictionary_encode(values)
             values = _map_categories(values, mapping, taxonomy, report)
+        if spec.name in CATEGORICAL_FIELDS:
+            values = pc.dictionary_encode(values)
         arrays[spec.name] = values
 
     arrays["source_row"] = pa.array(raw.row_numbers)

@@ -72,11 +72,18 @@ def sample_values(column: pa.Array | pa.ChunkedArray) -> list[str]:
 
 
 def parse_text(column: pa.Array | pa.ChunkedArray) -> Parsed:
+    """Trimmed text, dictionary-encoded: cleaning runs once per distinct value, not per row."""
     flat = _flat(column)
-    text = flat if pa.types.is_string(flat.type) else pc.cast(flat, pa.string())
-    cleaned = _clean_text(text)
-    missing = _mask(pc.is_null(cleaned))
-    return Parsed(cleaned, missing, np.zeros(len(cleaned), dtype=bool))
+    if not pa.types.is_dictionary(flat.type):
+        if not pa.types.is_string(flat.type):
+            flat = pc.cast(flat, pa.string())
+        flat = pc.dictionary_encode(flat)
+    cleaned = _clean_text(flat.dictionary)
+    unified = pc.dictionary_encode(cleaned)
+    indices = pc.take(unified.indices, flat.indices)
+    values = pa.DictionaryArray.from_arrays(indices, unified.dictionary)
+    missing = _mask(pc.is_null(indices))
+    return Parsed(values, missing, np.zeros(len(values), dtype=bool))
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,6 +289,8 @@ def parse_timestamp(
     other_cover = sum(s for s, _ in other[:5])
 
     best = max(iso_hits, serial_hits, day_cover, month_cover, other_cover)
+    if best == 0:  # nothing in the sample is a date we know: every value is invalid
+        return Parsed(pa.nulls(len(text), pa.timestamp("s")), missing, ~missing), "unknown"
     if best == iso_hits and iso_hits > 0:
         return _parse_iso(text, missing), "ISO 8601 (year-month-day)"
     if best == serial_hits and serial_hits > 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.ingest.mapping import ColumnMapping, MappingStore, suggest_mapping
-from shared.ingest.normalise import NormaliseOptions, build_canonical
+from shared.ingest.normalise import NormaliseOptions, build_canonical, text_columns
 from shared.ingest.parsing import DateOrder
 from shared.ingest.quality import check_quality, check_tasks
 from shared.ingest.readers import RawTable, UnreadableSource, read_table
@@ -87,15 +87,27 @@ def _import(
     taxonomy: Taxonomy,
     report: ValidationReport,
 ) -> ImportResult:
+    peek = read_table(
+        path,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        sheet=options.sheet,
+        sample_only=True,
+    )
+    if mapping is None and store is not None:
+        mapping = store.load(peek.headers)
+    if mapping is None:
+        mapping = suggest_mapping(peek.table).to_mapping()
+    mapping.taxonomy_version = taxonomy.version
     raw = read_table(
-        path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet
+        path,
+        encoding=options.encoding,  # a guess from the head is re-checked by the full read
+        delimiter=peek.delimiter,
+        sheet=options.sheet,
+        columns=[c for c in peek.headers if c in set(mapping.columns.values())],
+        text_columns=text_columns(peek, mapping),
     )
     _describe_source(raw, report)
-    if mapping is None and store is not None:
-        mapping = store.load(raw.headers)
-    if mapping is None:
-        mapping = suggest_mapping(raw.table).to_mapping()
-    mapping.taxonomy_version = taxonomy.version
     report.mapping = dict(mapping.columns)
     if len(raw) == 0:
         report.error(IssueKind.EMPTY, f"{path}: the file has a header but no data rows.")

@@ -70,9 +70,7 @@ def check_quality(
         "Negative quantity {value}: treated as a return.",
     )
 
-    canonical = [c for c in frame.columns if c != "source_row"]
-    hashes = pd.util.hash_pandas_object(frame[canonical], index=False)
-    duplicated = hashes.duplicated(keep="first").to_numpy()
+    duplicated = duplicate_lines(frame)
     _row_issues(
         report,
         frame,
@@ -104,6 +102,51 @@ def check_quality(
     _time_gaps(frame, report, settings.gap_warning_days, source("timestamp"))
 
 
+DUPLICATE_KEY = (
+    "product_id",
+    "timestamp",
+    "price",
+    "quantity_sold",
+    "transaction_id",
+    "customer_id",
+    "retailer_id",
+)
+
+
+def duplicate_lines(frame: pd.DataFrame) -> np.ndarray:
+    """Lines equal to an earlier one in every identifying column (same sale entered twice).
+
+    A 64-bit hash of the row's codes finds candidates fast; candidates are then compared
+    exactly, so a hash collision can never produce a false warning.
+    """
+    columns = [c for c in DUPLICATE_KEY if c in frame.columns]
+    mixed = np.zeros(len(frame), dtype=np.uint64)
+    for column in columns:
+        mixed = _splitmix(mixed ^ _codes(frame[column]).view(np.uint64))
+    candidates = pd.Series(mixed).duplicated(keep=False).to_numpy()
+    duplicated = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        exact = frame.loc[candidates, columns].duplicated(keep="first").to_numpy()
+        duplicated[np.flatnonzero(candidates)] = exact
+    return duplicated
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _codes(column: pd.Series) -> np.ndarray:
+    """Integer codes that are equal exactly when values are equal: cheap to group and compare."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return np.asarray(column.cat.codes, dtype=np.int64)
+    if column.dtype.kind in "iufMm":
+        return np.asarray(column.to_numpy(), dtype=np.float64).view(np.int64)
+    return pd.factorize(column, use_na_sentinel=True)[0]
+
+
 def _outliers(
     frame: pd.DataFrame,
     report: ValidationReport,
@@ -119,10 +162,10 @@ def _outliers(
     values = frame[column].astype(np.float64)
     if log:
         values = values.where(values > 0).transform(np.log)
-    grouped = values.groupby(frame["product_id"], sort=False)
-    median = grouped.transform("median")
+    products = _codes(frame["product_id"])
+    median = values.groupby(products, sort=False).transform("median")
     deviation = (values - median).abs()
-    mad = deviation.groupby(frame["product_id"], sort=False).transform("median") * MAD_SCALE
+    mad = deviation.groupby(products, sort=False).transform("median") * MAD_SCALE
     with np.errstate(divide="ignore", invalid="ignore"):
         score = (deviation / mad).to_numpy()
     mask = np.nan_to_num(score, nan=0.0, posinf=0.0) > threshold

@@ -11,9 +11,10 @@ import codecs
 import csv
 import io
 import math
+import mmap
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,16 @@ def read_table(
     delimiter: str | None = None,
     sheet: str | None = None,
     columns: Sequence[str] | None = None,
+    text_columns: Sequence[str] | None = None,
+    sample_only: bool = False,
 ) -> RawTable:
-    """Read any supported export; raise UnreadableSource with a user-facing message if not."""
+    """Read any supported export; raise UnreadableSource with a user-facing message if not.
+
+    ``sample_only`` reads just the first rows (to suggest a mapping before the full read).
+    ``text_columns`` makes a delimited read keep those columns as text and let Arrow type the
+    others; a column Arrow cannot type cleanly falls back to text, so nothing is lost, and clean
+    exports are typed by Arrow's multi-threaded reader instead of by slower text parsing.
+    """
     try:
         with path.open("rb") as handle:
             head = handle.read(SNIFF_BYTES)
@@ -84,13 +93,21 @@ def read_table(
     if kind == "xlsx":
         return read_xlsx(path, sheet=sheet)
     if kind == "parquet":
-        return read_parquet(path, columns=columns)
+        return read_parquet(path, columns=columns, sample_only=sample_only)
     if kind == "xls":
         raise UnreadableSource(
             f"{path}: this is an old Excel (.xls) workbook. Open it in your spreadsheet program "
             "and save it as .xlsx or CSV, then import that file."
         )
-    return read_delimited(path, head, encoding=encoding, delimiter=delimiter, columns=columns)
+    return read_delimited(
+        path,
+        head,
+        encoding=encoding,
+        delimiter=delimiter,
+        columns=columns,
+        text_columns=text_columns,
+        sample_only=sample_only,
+    )
 
 
 def detect_format(path: Path, head: bytes) -> str:
@@ -108,8 +125,32 @@ def detect_format(path: Path, head: bytes) -> str:
 # Delimited text
 
 
-def detect_encoding(path: Path, head: bytes) -> str:
-    """UTF-8 (with or without BOM) if the whole file decodes as such, else a legacy guess."""
+_EMPTY_LINES: dict[tuple[str, int, int], bool] = {}
+
+
+def has_empty_lines(path: Path) -> bool:
+    """Memory-mapped search, cached per file version so a sample and a full read share it."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _EMPTY_LINES:
+        found = False
+        if stat.st_size:
+            with (
+                path.open("rb") as handle,
+                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+            ):
+                found = data.find(b"\n\n") >= 0 or data.find(b"\n\r\n") >= 0
+        _EMPTY_LINES.clear()
+        _EMPTY_LINES[key] = found
+    return _EMPTY_LINES[key]
+
+
+def detect_encoding(path: Path, head: bytes, *, whole_file: bool = False) -> str:
+    """UTF-8 (with or without BOM) when it decodes as such, else a legacy guess.
+
+    Only the head is checked at first: Arrow validates UTF-8 itself while reading, and a file
+    it rejects is read again with ``whole_file=True``, which checks every byte.
+    """
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8"  # Arrow skips the BOM itself
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -119,12 +160,9 @@ def detect_encoding(path: Path, head: bytes) -> str:
             f"{path}: this looks like a binary file, not a sales export. Export your sales as "
             "CSV, Excel (.xlsx) or Parquet and import that file."
         )
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    data = path.read_bytes() if whole_file else head
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(8 * 1024 * 1024):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=whole_file)
         return "utf-8"
     except UnicodeDecodeError:
         pass
@@ -133,8 +171,7 @@ def detect_encoding(path: Path, head: bytes) -> str:
     best = from_bytes(head, cp_isolation=["cp1252", "latin_1", "iso8859_15", "cp850"]).best()
     guess = best.encoding if best is not None else "cp1252"
     try:
-        with path.open("rb") as handle:
-            codecs.decode(handle.read(), guess)
+        codecs.decode(path.read_bytes(), guess)
     except UnicodeDecodeError:
         guess = "latin-1"  # decodes any byte sequence
     return "cp1252" if guess in {"windows-1252", "cp1252"} else guess
@@ -191,8 +228,11 @@ def read_delimited(
     encoding: str | None = None,
     delimiter: str | None = None,
     columns: Sequence[str] | None = None,
+    text_columns: Sequence[str] | None = None,
+    sample_only: bool = False,
 ) -> RawTable:
-    """CSV/TSV with sniffed encoding and delimiter; every value read as text."""
+    """CSV/TSV with sniffed encoding and delimiter."""
+    explicit_encoding = encoding
     encoding = encoding or detect_encoding(path, head)
     sample = _decode_head(head, encoding)
     if not sample.strip():
@@ -208,51 +248,37 @@ def read_delimited(
             f"{path}: found only one column. Is this a sales export with a header row? "
             "Columns must be separated by comma, semicolon, tab or |."
         )
-    wanted = list(columns) if columns is not None else names
-    wanted = [n for n in wanted if n in names]
-    quoted = '"' in sample
-
-    def attempt(use_threads: bool) -> tuple[pa.Table, list[MalformedRow]]:
-        malformed: list[MalformedRow] = []
-
-        def on_invalid(row: Any) -> str:
-            if row.text.strip():
-                malformed.append(
-                    MalformedRow(row.number, row.expected_columns, row.actual_columns, row.text)
-                )
-            return "skip"
-
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(
-                use_threads=use_threads,
-                encoding=encoding,
-                column_names=names,
-                skip_rows=1,
-                block_size=16 * 1024 * 1024,
-            ),
-            parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter,
-                quote_char='"',
-                double_quote=True,
-                newlines_in_values=quoted,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                include_columns=wanted,
-                null_values=NULL_TOKENS,
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-        return table, malformed
-
+    wanted = [n for n in (columns if columns is not None else names) if n in names]
+    source: Path | io.BytesIO = path
+    if sample_only and len(head) == SNIFF_BYTES and b"\n" in head:
+        source = io.BytesIO(head[: head.rindex(b"\n") + 1])
+    typed = text_columns is not None and not sample_only
+    as_text = set(text_columns or ()) if typed else set(names)
+    options = _CsvOptions(
+        names,
+        wanted,
+        as_text,
+        encoding,
+        delimiter,
+        quoted='"' in sample,
+        # Arrow drops empty lines silently, which would shift every later row number; keeping
+        # them as rows costs a slower parse, so only files that have them pay for it.
+        keep_empty_lines=_has_empty_lines(source),
+    )
     try:
-        table, malformed = attempt(use_threads=True)
+        try:
+            table, malformed = options.read(source, use_threads=True)
+        except pa.ArrowInvalid as exc:
+            if "UTF8" in str(exc) and explicit_encoding is None:
+                legacy = detect_encoding(path, head, whole_file=True)
+                options = replace(options, encoding=legacy)
+            elif typed:
+                options = replace(options, as_text=set(names))  # a value Arrow could not type
+            else:
+                raise
+            table, malformed = options.read(source, use_threads=True)
         if malformed:  # only a single-threaded read knows the line numbers of bad rows
-            table, malformed = attempt(use_threads=False)
+            table, malformed = options.read(source, use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, LookupError) as exc:
         raise UnreadableSource(
             f"{path}: cannot read this as a {delimiter!r}-separated table ({exc}). "
@@ -265,11 +291,72 @@ def read_delimited(
         source_format="tsv" if delimiter == "\t" else "csv",
         table=table,
         row_numbers=rows,
-        encoding=encoding,
+        encoding=options.encoding,
         delimiter=delimiter,
         header_renames=renames,
         malformed_rows=malformed,
     )
+
+
+@dataclass(frozen=True)
+class _CsvOptions:
+    names: list[str]
+    wanted: list[str]
+    as_text: set[str]
+    encoding: str
+    delimiter: str
+    quoted: bool
+    keep_empty_lines: bool
+
+    def read(
+        self, source: Path | io.BytesIO, *, use_threads: bool
+    ) -> tuple[pa.Table, list[MalformedRow]]:
+        malformed: list[MalformedRow] = []
+
+        def on_invalid(row: Any) -> str:
+            if row.text.strip():
+                malformed.append(
+                    MalformedRow(row.number, row.expected_columns, row.actual_columns, row.text)
+                )
+            return "skip"
+
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        table = pa_csv.read_csv(
+            source,
+            read_options=pa_csv.ReadOptions(
+                use_threads=use_threads,
+                encoding=self.encoding,
+                column_names=self.names,
+                skip_rows=1,
+                block_size=16 * 1024 * 1024,
+            ),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=self.delimiter,
+                quote_char='"',
+                double_quote=True,
+                newlines_in_values=self.quoted,
+                ignore_empty_lines=not self.keep_empty_lines,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={n: pa.string() for n in self.names if n in self.as_text},
+                include_columns=self.wanted,
+                null_values=NULL_TOKENS,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                # Only ISO dates may be typed by Arrow: "05/03" must stay text for date order.
+                timestamp_parsers=[pa_csv.ISO8601],
+            ),
+        )
+        return table, malformed
+
+
+def _has_empty_lines(source: Path | io.BytesIO) -> bool:
+    if isinstance(source, io.BytesIO):
+        data = source.getvalue()
+        return b"\n\n" in data or b"\n\r\n" in data
+    return has_empty_lines(source)
 
 
 def _row_numbers(count: int, skipped: list[int]) -> np.ndarray:
@@ -384,12 +471,23 @@ def _read_sheet(
     return headers, renames, columns, rows
 
 
-def read_parquet(path: Path, *, columns: Sequence[str] | None = None) -> RawTable:
+def read_parquet(
+    path: Path, *, columns: Sequence[str] | None = None, sample_only: bool = False
+) -> RawTable:
     """Parquet keeps its types; parsers accept typed columns as they are."""
     try:
-        schema_names = pq.read_schema(path).names
+        parquet = pq.ParquetFile(path)
+        schema_names = parquet.schema_arrow.names
         wanted = [c for c in columns if c in schema_names] if columns is not None else None
-        table = pq.read_table(path, columns=wanted)
+        if sample_only:
+            batch = next(parquet.iter_batches(batch_size=2000, columns=wanted), None)
+            table = (
+                pa.Table.from_batches([batch])
+                if batch is not None
+                else parquet.schema_arrow.empty_table()
+            )
+        else:
+            table = parquet.read(columns=wanted)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise UnreadableSource(f"{path}: not a readable Parquet file ({exc}).") from exc
     names, renames = _dedupe(table.column_names)
