@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/retail-node generate-demo $(DEMO_DIR) --retailers 5 --seed 7
+	$(BIN)/retail-node generate-demo $(DEMO_DIR) --retailers 6 --seed 7
 	for export in $(DEMO_DIR)/retailer_*/*; do \
 	  $(BIN)/retail-node validate "$$export" --data-dir $(DEMO_DIR)/node-home || exit 1; \
 	done
