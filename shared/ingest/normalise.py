@@ -98,7 +98,7 @@ def file_number_format(raw: RawTable, mapping: ColumnMapping) -> NumberFormat | 
     values: list[str] = []
     for spec in FIELDS:
         source = mapping.columns.get(spec.name)
-        if spec.kind is Kind.DECIMAL and source is not None:
+        if spec.kind is Kind.DECIMAL and source in raw.table.column_names:
             column = raw.table.column(source)
             if pa.types.is_string(column.type):
                 values.extend(sample_values(column))

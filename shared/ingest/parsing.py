@@ -147,6 +147,15 @@ def parse_decimal(
     text = _clean_text(flat)
     fmt = number_format or infer_number_format(sample_values(text), hint)
     text = pc.replace_substring_regex(text, _NOISE, "")
+    if fmt.thousands in (".", ","):
+        # A thousands separator only splits off groups of three digits: "1.2.3" is no number,
+        # and in a decimal-comma file "2.50" is not 250. Such values become invalid, not rescaled.
+        group = r"\." if fmt.thousands == "." else ","
+        point = r"\." if fmt.decimal == "." else ","
+        grouped = pc.fill_null(pc.match_substring(text, fmt.thousands), False)
+        well = pc.match_substring_regex(text, rf"^[-+]?\d{{1,3}}({group}\d{{3}})+({point}\d*)?$")
+        misgrouped = pc.and_(grouped, pc.invert(pc.fill_null(well, False)))
+        text = pc.if_else(misgrouped, pa.scalar("?", pa.string()), text)
     if fmt.thousands:
         text = pc.replace_substring(text, fmt.thousands, "")
     if fmt.decimal != ".":
@@ -216,8 +225,34 @@ _EXCEL_SERIAL = r"^\d{5}(\.\d+)?$"
 _EXCEL_RANGE = (20_000.0, 80_000.0)  # 1954 .. 2119: anything else is not a plausible sale date
 
 
+def _canonical_date_text(text: pa.Array) -> pa.Array:
+    """Case, spacing and zero padding folded, so a date and its re-formatted parse compare."""
+    folded = pc.utf8_lower(pc.replace_substring_regex(text, r"\s+", " "))
+    for _ in range(2):  # neighbouring fields share a separator: each pass strips every other
+        folded = pc.replace_substring_regex(folded, r"(^|[^0-9])0([0-9])([^0-9]|$)", r"\1\2\3")
+    return folded
+
+
+def _strptime(text: pa.Array, fmt: str) -> pa.Array:
+    """Arrow's strptime without its silent roll-overs (Feb 30 -> Mar 2, "26" -> year 26).
+
+    Rolled-over values land on day 1-3 or before the year 1000; only those are formatted back
+    and compared with the text, so clean columns pay almost nothing for the check.
+    """
+    values = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    suspect = pc.or_(pc.less_equal(pc.day(values), 3), pc.less(pc.year(values), 1000))
+    rows = pc.indices_nonzero(pc.fill_null(suspect, False))
+    if len(rows) == 0:
+        return values
+    again = _canonical_date_text(pc.strftime(pc.take(values, rows), format=fmt))
+    same = pc.equal(again, _canonical_date_text(pc.take(text, rows)))
+    wrong = np.zeros(len(values), dtype=bool)
+    wrong[rows.to_numpy()[~_mask(pc.fill_null(same, False))]] = True
+    return pc.if_else(pa.array(wrong), pa.scalar(None, values.type), values)
+
+
 def _coverage(sample: pa.Array, fmt: str) -> int:
-    parsed = pc.strptime(sample, format=fmt, unit="s", error_is_null=True)
+    parsed = _strptime(sample, fmt)
     return len(sample) - parsed.null_count
 
 
@@ -252,6 +287,8 @@ def parse_timestamp(
     """
     flat = _flat(column)
     if pa.types.is_timestamp(flat.type) or pa.types.is_date(flat.type):
+        if pa.types.is_timestamp(flat.type):  # a safe cast to seconds refuses fractions
+            flat = pc.floor_temporal(flat, unit="second")
         values = pc.cast(
             flat,
             pa.timestamp("s", tz=flat.type.tz)
@@ -323,25 +360,25 @@ def _parse_iso(text: pa.Array, missing: np.ndarray) -> Parsed:
         looks_iso, pc.replace_substring(text, "T", " "), pa.scalar(None, pa.string())
     )
     # Arrow's ISO cast rejects impossible dates (Feb 30) as a whole; strptime nulls them instead.
-    values = pc.strptime(candidates, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    values = _strptime(candidates, "%Y-%m-%d %H:%M:%S")
     for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        again = pc.strptime(candidates, format=fmt, unit="s", error_is_null=True)
+        again = _strptime(candidates, fmt)
         values = pc.coalesce(values, again)
     fractional = pc.fill_null(pc.match_substring(candidates, "."), False)
     if pc.any(fractional).as_py():
         trimmed = pc.replace_substring_regex(candidates, r"\.\d+$", "")
-        values = pc.coalesce(
-            values, pc.strptime(trimmed, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-        )
+        values = pc.coalesce(values, _strptime(trimmed, "%Y-%m-%d %H:%M:%S"))
     invalid = ~missing & _mask(pc.is_null(values))
     return Parsed(values, missing, invalid)
 
 
 def _parse_formats(text: pa.Array, missing: np.ndarray, formats: list[str]) -> Parsed:
-    values = pc.strptime(text, format=formats[0], unit="s", error_is_null=True)
+    if not formats:  # the chosen date order fits none of the values: all of them are invalid
+        return Parsed(pa.nulls(len(text), pa.timestamp("s")), missing, ~missing)
+    values = _strptime(text, formats[0])
     for fmt in formats[1:]:
         if values.null_count == int(missing.sum()):
             break
-        values = pc.coalesce(values, pc.strptime(text, format=fmt, unit="s", error_is_null=True))
+        values = pc.coalesce(values, _strptime(text, fmt))
     invalid = ~missing & _mask(pc.is_null(values))
     return Parsed(values, missing, invalid)

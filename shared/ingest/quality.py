@@ -165,7 +165,11 @@ def _outliers(
     products = _codes(frame["product_id"])
     median = values.groupby(products, sort=False).transform("median")
     deviation = (values - median).abs()
-    mad = deviation.groupby(products, sort=False).transform("median") * MAD_SCALE
+    # Most products sell at one price nearly every time: a MAD of 0 would hide even a 100x
+    # typo. The floor (about a 16% price step on the log scale; one unit for quantities) keeps
+    # ordinary variation quiet and typos visible.
+    floor = 0.15 if log else 1.0
+    mad = deviation.groupby(products, sort=False).transform("median").clip(lower=floor) * MAD_SCALE
     with np.errstate(divide="ignore", invalid="ignore"):
         score = (deviation / mad).to_numpy()
     mask = np.nan_to_num(score, nan=0.0, posinf=0.0) > threshold

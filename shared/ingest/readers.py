@@ -162,7 +162,10 @@ def detect_encoding(path: Path, head: bytes, *, whole_file: bool = False) -> str
         )
     data = path.read_bytes() if whole_file else head
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(data, final=whole_file)
+        # final: a multi-byte character cut off at the end of the data is only acceptable
+        # when the sample boundary cut it, not when the head is the whole file.
+        final = whole_file or len(head) < SNIFF_BYTES
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=final)
         return "utf-8"
     except UnicodeDecodeError:
         pass
@@ -267,24 +270,28 @@ def read_delimited(
     )
     try:
         try:
-            table, malformed = options.read(source, use_threads=True)
-        except pa.ArrowInvalid as exc:
-            if "UTF8" in str(exc) and explicit_encoding is None:
+            table, malformed, skipped = options.read(source, use_threads=True)
+        except pa.ArrowInvalid:
+            # Invalid UTF-8 after the head fails the read, and so does a malformed row holding
+            # legacy bytes (Arrow cannot hand its text to the row handler): check every byte.
+            legacy = options.encoding
+            if explicit_encoding is None and options.encoding == "utf-8":
                 legacy = detect_encoding(path, head, whole_file=True)
+            if legacy != options.encoding:
                 options = replace(options, encoding=legacy)
             elif typed:
                 options = replace(options, as_text=set(names))  # a value Arrow could not type
             else:
                 raise
-            table, malformed = options.read(source, use_threads=True)
-        if malformed:  # only a single-threaded read knows the line numbers of bad rows
-            table, malformed = options.read(source, use_threads=False)
+            table, malformed, skipped = options.read(source, use_threads=True)
+        if skipped:  # only a single-threaded read knows the line numbers of skipped rows
+            table, malformed, skipped = options.read(source, use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError, LookupError) as exc:
         raise UnreadableSource(
             f"{path}: cannot read this as a {delimiter!r}-separated table ({exc}). "
             "Check that the file is a CSV/TSV export."
         ) from exc
-    rows = _row_numbers(table.num_rows, [m.row for m in malformed if m.row is not None])
+    rows = _row_numbers(table.num_rows, [n for n in skipped if n is not None and n > 0])
     table, rows = _drop_blank_rows(table, rows)
     return RawTable(
         path=path,
@@ -310,10 +317,16 @@ class _CsvOptions:
 
     def read(
         self, source: Path | io.BytesIO, *, use_threads: bool
-    ) -> tuple[pa.Table, list[MalformedRow]]:
+    ) -> tuple[pa.Table, list[MalformedRow], list[int | None]]:
+        """The table, its malformed rows, and the numbers of all skipped rows.
+
+        A whitespace-only line is skipped without a report, but later rows must still count it.
+        """
         malformed: list[MalformedRow] = []
+        skipped: list[int | None] = []
 
         def on_invalid(row: Any) -> str:
+            skipped.append(row.number)
             if row.text.strip():
                 malformed.append(
                     MalformedRow(row.number, row.expected_columns, row.actual_columns, row.text)
@@ -349,7 +362,7 @@ class _CsvOptions:
                 timestamp_parsers=[pa_csv.ISO8601],
             ),
         )
-        return table, malformed
+        return table, malformed, skipped
 
 
 def _has_empty_lines(source: Path | io.BytesIO) -> bool:
@@ -411,10 +424,15 @@ def read_xlsx(path: Path, *, sheet: str | None = None) -> RawTable:
     import zipfile
 
     from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
 
+    # A file object, not the path: openpyxl refuses a path whose suffix is not .xlsx, and
+    # exports are often misnamed (the format was detected from the magic bytes).
+    handle = path.open("rb")
     try:
-        workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        workbook = load_workbook(handle, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, InvalidFileException) as exc:
+        handle.close()
         raise UnreadableSource(
             f"{path}: not a readable Excel workbook ({exc}). Save it again as .xlsx or CSV."
         ) from exc
@@ -441,6 +459,7 @@ def read_xlsx(path: Path, *, sheet: str | None = None) -> RawTable:
                 )
     finally:
         workbook.close()
+        handle.close()
     raise UnreadableSource(f"{path}: every sheet in this workbook is empty.")
 
 
