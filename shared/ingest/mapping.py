@@ -107,6 +107,8 @@ class ColumnMapping:
         thousands = data.get("thousands")
         if thousands not in (None, ".", ",", " ", "'"):
             raise MappingFileError(f'{origin}: "thousands" must be ".", ",", " " or "\'".')
+        if thousands is not None and thousands == decimal:
+            raise MappingFileError(f'{origin}: "decimal" and "thousands" must differ.')
         return cls(
             columns=columns,
             categories=dict(categories),

@@ -9,6 +9,7 @@ beyond the source file.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 
 from shared.ingest.mapping import ColumnMapping
 from shared.ingest.parsing import (
+    UTC_OFFSET,
     AmbiguousDates,
     DateOrder,
     NumberFormat,
@@ -73,7 +75,7 @@ def _report_rows(
     if total == 0:
         return
     indices = np.flatnonzero(mask)[: report.max_detailed]
-    raw_values = raw.table.column(source).take(pa.array(indices)).to_pylist()
+    raw_values = raw.cell_text(source, indices)
     issues = [
         Issue(
             severity,
@@ -119,9 +121,19 @@ def text_columns(peek: RawTable, mapping: ColumnMapping) -> list[str]:
         if source is None:
             continue
         numeric = spec.kind in (Kind.DECIMAL, Kind.INTEGER)
-        if spec.kind is Kind.TEXT or (numeric and comma_decimal):
+        if spec.kind is Kind.TEXT or (numeric and comma_decimal) or _has_utc_offsets(peek, source):
             keep.append(source)
     return keep
+
+
+def _has_utc_offsets(peek: RawTable, source: str) -> bool:
+    """Arrow would convert '10:00+01:00' to UTC; the shop's own clock time is what we keep."""
+    if source not in peek.table.column_names:
+        return False
+    column = peek.table.column(source)
+    if not pa.types.is_string(column.type):
+        return False
+    return any(re.search(UTC_OFFSET, value) for value in sample_values(column))
 
 
 def _parse(
@@ -158,31 +170,42 @@ def _summarise_missing(
         )
 
 
-def _range_violations(spec: FieldSpec, values: pa.Array) -> np.ndarray:
-    bad = np.zeros(len(values), dtype=bool)
+def _range_violations(spec: FieldSpec, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of values below and above the field's allowed range."""
     numbers = np.asarray(
         pc.fill_null(pc.cast(values, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     )
+    low = np.zeros(len(values), dtype=bool)
+    high = np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):
         if spec.minimum is not None:
-            bad |= numbers < spec.minimum if spec.min_inclusive else numbers <= spec.minimum
+            low = numbers < spec.minimum if spec.min_inclusive else numbers <= spec.minimum
         if spec.maximum is not None:
-            bad |= numbers > spec.maximum
-    return bad
+            high = numbers > spec.maximum
+    return low, high
 
 
-def _range_message(spec: FieldSpec) -> Callable[[str], str]:
+def _below_message(spec: FieldSpec) -> Callable[[str], str]:
     if spec.name == "price":
         return lambda v: f"price {v} must be above 0. Correct the price or remove the line."
-    return lambda v: f"{spec.name} {v} is outside the allowed range ({spec.in_range_text()})."
+    return lambda v: f"{spec.name} {v} is below the allowed range ({spec.in_range_text()})."
+
+
+def _above_message(spec: FieldSpec) -> Callable[[str], str]:
+    return lambda v: (
+        f"{spec.name} {v} is above the allowed maximum ({spec.in_range_text()}). "
+        "Check it for a typo or a missing decimal separator."
+    )
 
 
 def _hash_customers(values: pa.Array, key: bytes) -> pa.Array:
     """Keyed BLAKE2b of each distinct customer number: joinable locally, useless elsewhere."""
+    if not 16 <= len(key) <= 64:
+        raise ValueError("the customer hashing key must be 16 to 64 bytes")
     encoded = pc.dictionary_encode(values)
     dictionary = encoded.dictionary.to_pylist()
     hashed = [
-        hashlib.blake2b(str(v).encode("utf-8"), key=key[:64], digest_size=12).hexdigest()
+        hashlib.blake2b(str(v).encode("utf-8"), key=key, digest_size=12).hexdigest()
         for v in dictionary
     ]
     return pa.DictionaryArray.from_arrays(encoded.indices, pa.array(hashed, type=pa.string()))
@@ -279,9 +302,24 @@ def build_canonical(
         values = parsed.values
         out_of_range = np.zeros(len(raw), dtype=bool)
         if spec.minimum is not None or spec.maximum is not None:
-            out_of_range = _range_violations(spec, values) & ~parsed.invalid & ~parsed.missing
-            kind = IssueKind.NON_POSITIVE_PRICE if spec.name == "price" else IssueKind.OUT_OF_RANGE
-            _report_rows(report, out_of_range, raw, source, severity, kind, _range_message(spec))
+            readable = ~parsed.invalid & ~parsed.missing
+            low, high = _range_violations(spec, values)
+            low_kind = (
+                IssueKind.NON_POSITIVE_PRICE if spec.name == "price" else IssueKind.OUT_OF_RANGE
+            )
+            _report_rows(
+                report, low & readable, raw, source, severity, low_kind, _below_message(spec)
+            )
+            _report_rows(
+                report,
+                high & readable,
+                raw,
+                source,
+                severity,
+                IssueKind.OUT_OF_RANGE,
+                _above_message(spec),
+            )
+            out_of_range = (low | high) & readable
             if not spec.core:
                 values = pc.if_else(pa.array(~out_of_range), values, pa.scalar(None, values.type))
         if spec.core:

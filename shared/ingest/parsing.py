@@ -219,7 +219,9 @@ MONTH_FIRST_FORMATS = tuple(f"{d}{t}" for d in ("%m/%d/%Y", "%m-%d-%Y", "%m/%d/%
 UNAMBIGUOUS_FORMATS = tuple(
     f"{d}{t}" for d in ("%Y/%m/%d", "%d %b %Y", "%d %B %Y", "%b %d %Y", "%B %d %Y") for t in _TIMES
 )
-_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+_ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+# Sales happen in shop time: an export's UTC offset is dropped, the wall-clock time is kept.
+UTC_OFFSET = r"(Z|[+-]\d{2}:?\d{2})$"
 EXCEL_EPOCH = np.datetime64("1899-12-30T00:00:00", "s")
 _EXCEL_SERIAL = r"^\d{5}(\.\d+)?$"
 _EXCEL_RANGE = (20_000.0, 80_000.0)  # 1954 .. 2119: anything else is not a plausible sale date
@@ -359,6 +361,7 @@ def _parse_iso(text: pa.Array, missing: np.ndarray) -> Parsed:
     candidates = pc.if_else(
         looks_iso, pc.replace_substring(text, "T", " "), pa.scalar(None, pa.string())
     )
+    candidates = pc.replace_substring_regex(candidates, UTC_OFFSET, "")
     # Arrow's ISO cast rejects impossible dates (Feb 30) as a whole; strptime nulls them instead.
     values = _strptime(candidates, "%Y-%m-%d %H:%M:%S")
     for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d"):

@@ -6,7 +6,9 @@ file is only ever opened for reading; the canonical frame is written elsewhere, 
 
 from __future__ import annotations
 
+import copy
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +35,9 @@ class ImportOptions:
     date_order: DateOrder | None = None
     settings: ValidationSettings = field(default_factory=ValidationSettings)
     strict_tasks: bool = False
-    customer_key: bytes = b""
+    # Key for hashing customer numbers. None: a random key for this import only, so hashes
+    # join within the import but cannot be reversed by hashing every possible number.
+    customer_key: bytes | None = None
     now: datetime | None = None
 
 
@@ -55,6 +59,7 @@ def import_file(
 ) -> ImportResult:
     """Mapping precedence: the one given, else the one saved for this layout, else a suggestion."""
     options = options or ImportOptions()
+    mapping = copy.deepcopy(mapping)  # the caller's mapping is never changed; the result has ours
     report = ValidationReport(source=str(path), max_detailed=options.settings.max_detailed_issues)
     try:
         return _import(path, mapping, options, store, taxonomy or load_taxonomy(), report)
@@ -119,7 +124,10 @@ def _import(
         mapping,
         taxonomy,
         report,
-        NormaliseOptions(date_order=options.date_order, customer_key=options.customer_key),
+        NormaliseOptions(
+            date_order=options.date_order,
+            customer_key=options.customer_key or secrets.token_bytes(32),
+        ),
     )
     report.mapping = dict(mapping.columns)
     headers = peek.headers  # the file's own layout (raw holds only the mapped columns)

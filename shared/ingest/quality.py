@@ -205,7 +205,7 @@ def _time_gaps(
     if len(days) < 2:
         return
     steps = np.diff(days).astype(np.int64)
-    for index in np.flatnonzero(steps > gap_days):
+    for index in np.flatnonzero(steps - 1 > gap_days):  # more than gap_days empty days
         start = days[index] + np.timedelta64(1, "D")
         end = days[index + 1] - np.timedelta64(1, "D")
         report.warning(

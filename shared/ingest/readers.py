@@ -54,6 +54,7 @@ class RawTable:
     header_renames: dict[str, str] = field(default_factory=dict)
     malformed_rows: list[MalformedRow] = field(default_factory=list)
     sheet: str | None = None
+    _as_text: pa.Table | None = field(default=None, repr=False)
 
     @property
     def headers(self) -> list[str]:
@@ -61,6 +62,26 @@ class RawTable:
 
     def __len__(self) -> int:
         return int(self.table.num_rows)
+
+    def cell_text(self, column: str, indices: np.ndarray) -> list[str | None]:
+        """The cells as the retailer wrote them ("-1.50", not Arrow's typed -1.5), for reports.
+
+        Only a delimited file whose column Arrow typed needs a second, all-text read; that read
+        happens at most once, and only when a typed column has something to report.
+        """
+        values = self.table.column(column)
+        if self.source_format in ("csv", "tsv") and not pa.types.is_string(values.type):
+            if self._as_text is None:
+                self._as_text = read_table(
+                    self.path,
+                    encoding=self.encoding,
+                    delimiter=self.delimiter,
+                    columns=self.headers,
+                ).table
+            if self._as_text.num_rows == self.table.num_rows:
+                values = self._as_text.column(column)
+        picked = values.take(pa.array(indices)).to_pylist()
+        return [None if v is None else str(v) for v in picked]
 
 
 def read_table(

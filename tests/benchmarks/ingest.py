@@ -78,7 +78,9 @@ def measure(kind: str, path: Path) -> dict[str, float]:
         frame = pd.read_csv(path, engine="pyarrow")
         out["rows"] = len(frame)
     else:
-        result = import_file(path, options=ImportOptions(customer_key=b"benchmark"))
+        result = import_file(
+            path, options=ImportOptions(customer_key=b"benchmark-key-32-bytes-long-xxxx")
+        )
         assert result.frame is not None, result.report.to_json()["errors"][:3]
         daily = product_day(result.frame)
         out["rows"] = len(result.frame)

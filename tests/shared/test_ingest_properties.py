@@ -284,12 +284,15 @@ def mappings(draw: st.DrawFn) -> ColumnMapping:
             max_size=8,
         )
     )
+    decimal = draw(st.sampled_from([None, ".", ","]))
     return ColumnMapping(
         columns=columns,
         categories=categories,
         date_order=draw(st.sampled_from([None, DateOrder.DAY_FIRST, DateOrder.MONTH_FIRST])),
-        decimal=draw(st.sampled_from([None, ".", ","])),
-        thousands=draw(st.sampled_from([None, ".", ",", " ", "'"])),
+        decimal=decimal,
+        thousands=draw(st.sampled_from([t for t in (None, ".", ",", " ", "'") if t != decimal]))
+        if decimal
+        else draw(st.sampled_from([None, ".", ",", " ", "'"])),
         taxonomy_version=draw(st.none() | st.text(min_size=1, max_size=10)),
     )
 

@@ -262,6 +262,7 @@ def test_minimal_mapping_file(tmp_path: Path) -> None:
         ('{"columns": {}, "categories": ["x"]}', '"categories" must map'),
         ('{"columns": {}, "decimal": ";"}', '"decimal" must be'),
         ('{"columns": {}, "thousands": "_"}', '"thousands" must be'),
+        ('{"columns": {}, "decimal": ",", "thousands": ","}', "must differ"),
     ],
 )
 def test_bad_mapping_files(tmp_path: Path, content: str, expected: str) -> None:

@@ -204,11 +204,6 @@ def test_non_positive_price(tmp_path: Path, price: str) -> None:
     assert not result.report.valid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: since CSV numbers are typed by Arrow, issue.value shows Arrow's rendering "
-    "('-1.5', '2000000.0'), not the cell as the retailer wrote it ('-1.50', '2000000')",
-)
 def test_issue_value_is_the_cell_text_as_written(tmp_path: Path) -> None:
     rows = [*CLEAN_ROWS, "2026-03-06 10:00,A1,Bakery,1,-1.50,no,R6,C100"]
     issue = only_issue(run(tmp_path, rows), IssueKind.NON_POSITIVE_PRICE)
@@ -219,7 +214,8 @@ def test_issue_value_is_the_cell_text_as_written(tmp_path: Path) -> None:
 def test_price_above_the_schema_maximum_is_an_error(tmp_path: Path) -> None:
     rows = [*CLEAN_ROWS, "2026-03-06 10:00,A1,Bakery,1,2000000,no,R6,C100"]
     result = run(tmp_path, rows)
-    issue = only_issue(result, IssueKind.NON_POSITIVE_PRICE)
+    issue = only_issue(result, IssueKind.OUT_OF_RANGE)
+    assert "above the allowed maximum" in issue.message
     assert issue.row == 8
     assert issue.value is not None
     assert float(issue.value) == 2_000_000
@@ -726,3 +722,50 @@ def test_unexpected_internal_failure_is_reported_not_raised(tmp_path: Path) -> N
     assert not result.report.readable
     assert result.report.errors()
     assert "support" in result.report.errors()[0].message
+
+
+def test_utc_offsets_are_dropped_and_shop_time_kept(tmp_path: Path) -> None:
+    rows = [
+        "2026-03-01T09:15:00Z,A1,Bakery,2,3.50,no,R1,C100",
+        "2026-03-02T10:00:00+01:00,B2,Dairy,1,1.20,yes,R2,C100",
+    ]
+    result = run(tmp_path, rows)
+    assert result.frame is not None
+    assert not issues_of(result, IssueKind.UNPARSEABLE)
+    assert [str(t) for t in result.frame["timestamp"]] == [
+        "2026-03-01 09:15:00",
+        "2026-03-02 10:00:00",
+    ]
+
+
+def test_import_never_changes_the_callers_mapping(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, CLEAN_ROWS, HEADER)
+    columns = {
+        "product_id": "SKU",
+        "price": "Unit Price",
+        "quantity_sold": "Qty",
+        "timestamp": "Date",
+        "category": "Category",
+    }
+    valid = ColumnMapping(columns=dict(columns))
+    broken = ColumnMapping(columns={**columns, "unit_cost": "No such column"})
+    before = (valid.to_json(), broken.to_json())
+    good = import_file(path, valid, options())
+    bad = import_file(path, broken, options())
+    assert (valid.to_json(), broken.to_json()) == before
+    assert good.mapping is not None and good.mapping.categories  # suggestions in the result
+    assert bad.mapping is not None and "unit_cost" not in bad.mapping.columns
+
+
+def test_a_seven_day_closure_is_quiet_but_eight_empty_days_warn(tmp_path: Path) -> None:
+    quiet = [
+        "2026-03-01 09:00,A1,Bakery,1,3.50,no,R1,C1",
+        "2026-03-09 09:00,A1,Bakery,1,3.50,no,R2,C1",
+    ]
+    loud = [
+        "2026-03-01 09:00,A1,Bakery,1,3.50,no,R1,C1",
+        "2026-03-10 09:00,A1,Bakery,1,3.50,no,R2,C1",
+    ]
+    assert not issues_of(run(tmp_path, quiet), IssueKind.TIME_GAP)
+    (gap,) = issues_of(run(tmp_path, loud), IssueKind.TIME_GAP)
+    assert "2026-03-02 to 2026-03-09 (8 days)" in gap.message
