@@ -343,14 +343,20 @@ def build_canonical(
         if spec.name in CATEGORICAL_FIELDS:
             values = pc.dictionary_encode(values)
         arrays[spec.name] = values
+        if list(mapping.columns.values()).count(source) == 1:
+            raw.release(source)
 
     arrays["source_row"] = pa.array(raw.row_numbers)
     table = pa.table(arrays)
+    arrays.clear()
     if excluded.any():
         table = table.filter(pa.array(~excluded))
     frame = table.to_pandas(
-        types_mapper={pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}.get
+        types_mapper={pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}.get,
+        self_destruct=True,  # free each Arrow column as soon as pandas holds it
+        split_blocks=True,
     )
+    del table
     for name in ("quantity_sold", "source_row"):
         frame[name] = frame[name].astype(np.int64)
     return frame

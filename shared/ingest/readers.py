@@ -55,6 +55,15 @@ class RawTable:
     malformed_rows: list[MalformedRow] = field(default_factory=list)
     sheet: str | None = None
     _as_text: pa.Table | None = field(default=None, repr=False)
+    _read_columns: list[str] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._read_columns = list(self.table.column_names)
+
+    def release(self, column: str) -> None:
+        """Forget a column once it has been parsed: the text copy is the biggest thing held."""
+        if column in self.table.column_names:
+            self.table = self.table.drop_columns([column])
 
     @property
     def headers(self) -> list[str]:
@@ -76,7 +85,7 @@ class RawTable:
                     self.path,
                     encoding=self.encoding,
                     delimiter=self.delimiter,
-                    columns=self.headers,
+                    columns=self._read_columns,
                 ).table
             if self._as_text.num_rows == self.table.num_rows:
                 values = self._as_text.column(column)
