@@ -156,8 +156,11 @@ def _parse(
 def _summarise_missing(
     report: ValidationReport, spec: FieldSpec, source: str, empty: int, rows: int
 ) -> None:
-    """One line per optional column: per-row notes on blanks would drown the real problems."""
-    if empty:
+    """One line per optional column: per-row notes on blanks would drown the real problems.
+
+    A blank customer number is an anonymous sale, which is normal and not worth a warning.
+    """
+    if empty and spec.name != "customer_id":
         report.add(
             Issue(
                 Severity.WARNING,
