@@ -1,0 +1,56 @@
+"""Run the real ServerApp and ClientApp in Flower's Simulation Engine over prepared node dirs.
+
+Each virtual SuperNode is one retailer (its ``partition-id`` picks its directory), with its own
+ledger, so what a simulation charges and declines is what a deployment would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from shared.federation.settings import RunSettings
+from shared.federation.strategy import RoundRecord
+
+log = logging.getLogger(__name__)
+
+
+def run_federation(
+    node_dirs: Sequence[Path], settings: RunSettings, *, cpus_per_client: float = 1.0
+) -> tuple[list[RoundRecord], list[np.ndarray]]:
+    """Run a whole campaign; returns the per-round records and the final global arrays."""
+    from flwr.simulation import run_simulation
+
+    from shared.federation.client_app import SIMULATION_NODES_ENV
+    from shared.federation.client_app import app as client_app
+    from shared.federation.server_app import make_server_app
+
+    records: list[RoundRecord] = []
+    final: list[list[np.ndarray]] = []
+    server_app = make_server_app(settings, on_record=records.append, on_finish=final.append)
+    previous = os.environ.get(SIMULATION_NODES_ENV)
+    os.environ[SIMULATION_NODES_ENV] = json.dumps([str(p.resolve()) for p in node_dirs])
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    try:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=len(node_dirs),
+            backend_config={
+                "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
+                "init_args": {"include_dashboard": False, "log_to_driver": True},
+            },
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(SIMULATION_NODES_ENV, None)
+        else:
+            os.environ[SIMULATION_NODES_ENV] = previous
+    if not final:
+        raise RuntimeError("the simulated campaign ended without a final model")
+    return records, final[0]
