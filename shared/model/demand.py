@@ -1,10 +1,11 @@
 """The demand model: log demand per product-day with an explicit, sign-constrained elasticity.
 
 Pricing reads the per-category elasticity directly, so it is a named parameter, forced negative
-(``-softplus``) so that no amount of noise or bad data can make demand rise with price. The
-model is built only from ``nn.Embedding`` and ``nn.Linear`` so Opacus can compute per-sample
-gradients. Product offsets personalise the model to one shop and never leave it; everything
-else is federated and exchanged as an ordered list of numpy arrays (Flower's wire format).
+(``-softplus``) so that no amount of noise or bad data can make demand rise with price. Every
+parameter is a table of which each example reads exactly one row (``parameter_rows``), so
+DP-SGD gets exact per-example gradients from the gathered rows alone. Product offsets
+personalise the model to one shop and never leave it; everything else is federated and
+exchanged as an ordered list of numpy arrays (Flower's wire format).
 """
 
 from __future__ import annotations
@@ -80,17 +81,48 @@ class DemandModel(nn.Module):
         calendar: torch.Tensor,
     ) -> torch.Tensor:
         """Log mean demand per example (the Poisson log-rate)."""
-        elasticity = -F.softplus(self.elasticity_raw(category)).squeeze(-1)
-        competitor = self.competitor(category)
+        weights = dict(self.named_parameters())
+        rows = {
+            name: weights[name][index]
+            for name, index in self.parameter_rows(product, category).items()
+        }
+        return self.log_mean_from_rows(rows, drivers, calendar)
+
+    def parameter_rows(
+        self, product: torch.Tensor, category: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """For every parameter, the one row each example reads (a parameter's first dimension).
+
+        Each example touches exactly one row of each parameter, so its gradient with respect to
+        that parameter is non-zero in that row only: DP-SGD gets exact per-example gradients
+        from the gradients of the gathered rows (see ``train_private``).
+        """
+        shared = torch.zeros_like(category)  # the calendar body has a single row
+        return {
+            "product_offset.weight": product,
+            "category_intercept.weight": category,
+            "elasticity_raw.weight": category,
+            "promo_lift.weight": category,
+            "competitor.weight": category,
+            "category_calendar.weight": category,
+            "calendar.weight": shared,
+        }
+
+    @staticmethod
+    def log_mean_from_rows(
+        rows: dict[str, torch.Tensor], drivers: torch.Tensor, calendar: torch.Tensor
+    ) -> torch.Tensor:
+        """The model's formula given each example's parameter rows (``forward`` uses it too)."""
+        elasticity = -F.softplus(rows["elasticity_raw.weight"]).squeeze(-1)
+        competitor = rows["competitor.weight"]
         return (
-            self.product_offset(product).squeeze(-1)
-            + self.category_intercept(category).squeeze(-1)
+            rows["product_offset.weight"].squeeze(-1)
+            + rows["category_intercept.weight"].squeeze(-1)
             + elasticity * drivers[:, 0]
-            + self.promo_lift(category).squeeze(-1) * drivers[:, 1]
+            + rows["promo_lift.weight"].squeeze(-1) * drivers[:, 1]
             + competitor[:, 0] * drivers[:, 2]
             + competitor[:, 1] * drivers[:, 3]
-            + (self.category_calendar(category) * calendar).sum(-1)
-            + self.calendar(calendar).squeeze(-1)
+            + ((rows["category_calendar.weight"] + rows["calendar.weight"]) * calendar).sum(-1)
         )
 
     def elasticity_tensor(self) -> torch.Tensor:

@@ -12,12 +12,13 @@ later private round.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from opacus import PrivacyEngine
-from torch.utils.data import DataLoader, TensorDataset
+from opacus.optimizers import DPOptimizer
+from torch import nn
 
 from shared.model.demand import DemandModel
 from shared.model.design import add_to_parameters, jacobian, weighted_gram
@@ -150,10 +151,114 @@ def train_local(
     return history
 
 
-def _even_batches(n: int, sample_rate: float) -> list[list[int]]:
-    """1/q contiguous index blocks, so Opacus (which uses 1 / len(loader)) samples at exactly q."""
-    count = max(1, round(1.0 / sample_rate))
-    return [block.tolist() for block in np.array_split(np.arange(n), count) if len(block)]
+def _rate_and_steps(sample_rate: float) -> tuple[float, int]:
+    """The Poisson rate actually used, 1 / round(1 / q), and the steps in one epoch.
+
+    Exactly what Opacus's DPDataLoader does for a loader of round(1 / q) batches (its
+    UniformWithReplacementSampler runs int(1 / rate) steps per epoch).
+    """
+    if not 0.0 < sample_rate <= 1.0:
+        raise ValueError("sample_rate must be in (0, 1]")
+    rate = 1.0 / max(1, round(1.0 / sample_rate))
+    return rate, int(1.0 / rate)
+
+
+def _poisson_batches(
+    data: DemandData, rate: float, steps: int, generator: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``steps`` Poisson draws: each example independently with probability ``rate``.
+
+    The same draw as Opacus's UniformWithReplacementSampler (``rand(n) < rate``), but indexing
+    the tensors directly instead of collating examples one by one through a DataLoader, which
+    cost more than the training step itself. An empty draw yields zero-row tensors.
+    """
+    tensors = data.tensors()
+    n = len(data)
+    for _ in range(steps):
+        index = (torch.rand(n, generator=generator) < rate).nonzero().squeeze(-1)
+        yield tuple(t[index] for t in tensors)
+
+
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Batches of a few hundred rows through a few thousand parameters: intra-op threads only
+    add synchronisation (measured several times slower with 2 threads on a busy 2-core box)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_minibatch(
+    model: DemandModel,
+    data: DemandData,
+    *,
+    sample_rate: float,
+    epochs: int,
+    lr: float = 0.05,
+    seed: int | None = None,
+) -> int:
+    """``train_private``'s loop without privacy (same Poisson batches, loss and optimiser).
+
+    NOT private: for measuring DP-SGD's overhead (tests/benchmarks/dp_overhead.py) and for
+    what never leaves the node. Returns the number of optimiser steps.
+    """
+    check_own_data(model, data)
+    if len(data) == 0:
+        raise ValueError("no training examples")
+    rate, steps_per_epoch = _rate_and_steps(sample_rate)
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    steps = 0
+    with _single_thread():
+        for _ in range(epochs):
+            for product, category, drivers, calendar, quantity in _poisson_batches(
+                data, rate, steps_per_epoch, generator
+            ):
+                optimizer.zero_grad()
+                log_mean = model(product, category, drivers, calendar)
+                loss = poisson_loss(log_mean, quantity, reduction="sum") / max(len(quantity), 1)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+    for parameter in model.parameters():
+        parameter.grad = None
+    return steps
+
+
+def _set_per_sample_gradients(
+    model: DemandModel, batch: tuple[torch.Tensor, ...], parameters: dict[str, nn.Parameter]
+) -> None:
+    """Exact per-example gradients of the summed Poisson loss, as ``p.grad_sample`` (B, *p.shape).
+
+    Each example reads one row of every parameter (``DemandModel.parameter_rows``), so the
+    gradient of its own loss term is zero outside that row and, in that row, equals the
+    gradient with respect to its gathered copy of the row: one backward pass over the gathered
+    rows gives every example's full gradient. This replaces Opacus's per-module hooks, whose
+    bookkeeping dominated the step for a model this small. The sum (not mean) matches what
+    Opacus's GradSampleModule hands the optimiser for ``loss_reduction="mean"``.
+    """
+    product, category, drivers, calendar, quantity = batch
+    indices = model.parameter_rows(product, category)
+    if set(indices) != set(parameters):
+        raise RuntimeError("every trained parameter must get a per-example gradient")
+    rows = {
+        name: parameters[name].detach()[index].requires_grad_(True)
+        for name, index in indices.items()
+    }
+    log_mean = model.log_mean_from_rows(rows, drivers, calendar)
+    loss = poisson_loss(log_mean, quantity, reduction="sum")
+    row_grads = torch.autograd.grad(loss, list(rows.values()), allow_unused=True)
+    examples = torch.arange(len(quantity))
+    for (name, index), row_grad in zip(indices.items(), row_grads, strict=True):
+        parameter = parameters[name]
+        grad_sample = torch.zeros((len(quantity), *parameter.shape), dtype=parameter.dtype)
+        if row_grad is not None:
+            grad_sample[examples, index] = row_grad
+        parameter.grad_sample = grad_sample  # type: ignore[attr-defined]
 
 
 def train_private(
@@ -169,55 +274,45 @@ def train_private(
 ) -> Mechanism:
     """DP-SGD with Poisson sampling over this node's product-day examples.
 
-    Every parameter, including local offsets, is updated only by clipped, noised gradients.
-    The sample rate Opacus actually uses is 1 / round(1 / ``sample_rate``) (exactly
-    ``sample_rate`` when that is 1/integer); the returned Mechanism reports the rate used.
-    ``seed`` makes sampling and noise reproducible (tests); leave it None in production.
+    Every parameter, including local offsets, is updated only by clipped, noised gradients:
+    per-example gradients (computed exactly, see ``_set_per_sample_gradients``) are clipped
+    jointly over all parameters to ``max_grad_norm``, summed, noised and scaled by Opacus's
+    DPOptimizer, exactly as ``PrivacyEngine.make_private`` would set it up (expected batch
+    size int(n * rate), mean reduction). The sample rate used is 1 / round(1 / ``sample_rate``)
+    (exactly ``sample_rate`` when that is 1/integer); the returned Mechanism reports the rate
+    used and the steps taken. ``seed`` makes sampling and noise reproducible (tests); leave it
+    None in production.
     """
     check_own_data(model, data)
-    if not 0.0 < sample_rate <= 1.0:
-        raise ValueError("sample_rate must be in (0, 1]")
+    rate, steps_per_epoch = _rate_and_steps(sample_rate)
     if len(data) == 0:
         raise ValueError("no training examples")
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    loader: DataLoader[tuple[torch.Tensor, ...]] = DataLoader(
-        TensorDataset(*data.tensors()),
-        batch_sampler=_even_batches(len(data), sample_rate),
-        generator=generator,
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    engine = PrivacyEngine()
-    private_model, private_optimizer, private_loader = engine.make_private(
-        module=model,
-        optimizer=optimizer,
-        data_loader=loader,
+    parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = DPOptimizer(
+        torch.optim.Adam(parameters.values(), lr=lr),
         noise_multiplier=noise_multiplier,
         max_grad_norm=max_grad_norm,
-        poisson_sampling=True,
-        noise_generator=(torch.Generator().manual_seed(seed + 1) if seed is not None else None),
+        expected_batch_size=int(len(data) * rate),
+        loss_reduction="mean",
+        generator=(torch.Generator().manual_seed(seed + 1) if seed is not None else None),
     )
+    model.train()
     steps = 0
     try:
-        private_model.train()
-        for _ in range(epochs):
-            for product, category, drivers, calendar, quantity in private_loader:
-                private_optimizer.zero_grad()
-                # An empty Poisson draw still runs backward (zero-row per-sample gradients) and
-                # still releases noise, so it counts as a step.
-                log_mean = private_model(product, category, drivers, calendar)
-                loss = poisson_loss(log_mean, quantity, reduction="sum") / max(len(quantity), 1)
-                loss.backward()
-                private_optimizer.step()
-                steps += 1
+        with _single_thread():
+            for _ in range(epochs):
+                for batch in _poisson_batches(data, rate, steps_per_epoch, generator):
+                    optimizer.zero_grad()
+                    # An empty Poisson draw still yields (zero-row) per-sample gradients and
+                    # still releases noise, so it counts as a step.
+                    _set_per_sample_gradients(model, batch, parameters)
+                    optimizer.step()
+                    steps += 1
     finally:
-        private_model._close()  # remove Opacus hooks; the plain model keeps the trained weights
         for parameter in model.parameters():
-            if hasattr(parameter, "grad_sample"):
-                del parameter.grad_sample
+            for attribute in ("grad_sample", "summed_grad"):
+                if hasattr(parameter, attribute):
+                    delattr(parameter, attribute)
             parameter.grad = None
-    return Mechanism(
-        noise_multiplier=float(noise_multiplier),
-        sample_rate=float(private_loader.sample_rate),
-        steps=steps,
-    )
+    return Mechanism(noise_multiplier=float(noise_multiplier), sample_rate=rate, steps=steps)
