@@ -168,6 +168,7 @@ class NodeRuntime:
                 sample_rate=answer.sample_rate,
                 epochs=settings.local_epochs,
                 lr=settings.learning_rate,
+                proximal_mu=settings.proximal_mu if settings.strategy == "fedprox" else 0.0,
             )
         except Exception:
             self.ledger.abort(release_id)  # nothing left the node: the charge is released

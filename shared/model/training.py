@@ -20,7 +20,7 @@ import torch
 from opacus.optimizers import DPOptimizer
 from torch import nn
 
-from shared.model.demand import DemandModel
+from shared.model.demand import FEDERATED_PARAMETERS, DemandModel
 from shared.model.design import add_to_parameters, jacobian, weighted_gram
 from shared.model.evaluation import EVAL_BATCH, poisson_loss
 from shared.model.features import DemandData
@@ -271,8 +271,13 @@ def train_private(
     epochs: int,
     lr: float = 0.05,
     seed: int | None = None,
+    proximal_mu: float = 0.0,
 ) -> Mechanism:
     """DP-SGD with Poisson sampling over this node's product-day examples.
+
+    ``proximal_mu`` > 0 adds FedProx's proximal term mu/2 * ||w - w_start||^2 on the federated
+    parameters. Its gradient does not depend on any example, so it is added after clipping and
+    noise (post-processing) and costs no privacy.
 
     Every parameter, including local offsets, is updated only by clipped, noised gradients:
     per-example gradients (computed exactly, see ``_set_per_sample_gradients``) are clipped
@@ -297,6 +302,13 @@ def train_private(
         loss_reduction="mean",
         generator=(torch.Generator().manual_seed(seed + 1) if seed is not None else None),
     )
+    if proximal_mu < 0:
+        raise ValueError("proximal_mu must be >= 0")
+    anchors = {
+        name: parameters[name].detach().clone()
+        for name in FEDERATED_PARAMETERS
+        if proximal_mu > 0 and name in parameters
+    }
     model.train()
     steps = 0
     try:
@@ -307,7 +319,13 @@ def train_private(
                     # An empty Poisson draw still yields (zero-row) per-sample gradients and
                     # still releases noise, so it counts as a step.
                     _set_per_sample_gradients(model, batch, parameters)
-                    optimizer.step()
+                    if optimizer.pre_step():  # clip, noise and scale into .grad
+                        with torch.no_grad():
+                            for name, anchor in anchors.items():
+                                weight = parameters[name]
+                                if weight.grad is not None:
+                                    weight.grad += proximal_mu * (weight - anchor)
+                        optimizer.original_optimizer.step()
                     steps += 1
     finally:
         for parameter in model.parameters():

@@ -78,3 +78,27 @@ def test_trainers_refuse_another_nodes_rows() -> None:
     for a, b in zip(alone.parameters(), again.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     assert np.isclose(alone.elasticities()["dairy"], again.elasticities()["dairy"])
+
+
+def test_fedprox_term_keeps_federated_parameters_closer_to_the_start() -> None:
+    data = toy_data(seed=3, products=8, days=200)
+    moved = {}
+    for mu in (0.0, 50.0):
+        model = DemandModel(data.product_ids, node=data.node)
+        start = [a.copy() for a in model.federated_parameters()]
+        mechanism = train_private(
+            model,
+            data,
+            noise_multiplier=0.5,
+            max_grad_norm=1.0,
+            sample_rate=200 / len(data),
+            epochs=3,
+            seed=4,
+            proximal_mu=mu,
+        )
+        assert mechanism.steps == 3 * 8  # the proximal term changes nothing in the accounting
+        moved[mu] = sum(
+            float(np.abs(a - b).sum())
+            for a, b in zip(model.federated_parameters(), start, strict=True)
+        )
+    assert moved[50.0] < 0.5 * moved[0.0]
