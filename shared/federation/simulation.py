@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from flwr.clientapp import ClientApp
 
 from shared.federation.settings import RunSettings
 from shared.federation.strategy import RoundRecord
@@ -21,13 +22,20 @@ log = logging.getLogger(__name__)
 
 
 def run_federation(
-    node_dirs: Sequence[Path], settings: RunSettings, *, cpus_per_client: float = 1.0
+    node_dirs: Sequence[Path],
+    settings: RunSettings,
+    *,
+    cpus_per_client: float = 1.0,
+    client_app: ClientApp | None = None,
 ) -> tuple[list[RoundRecord], list[np.ndarray]]:
-    """Run a whole campaign; returns the per-round records and the final global arrays."""
+    """Run a whole campaign; returns the per-round records and the final global arrays.
+
+    ``client_app`` replaces the node's app (tests wrap it with mods that inject failures).
+    """
     from flwr.simulation import run_simulation
 
     from shared.federation.client_app import SIMULATION_NODES_ENV
-    from shared.federation.client_app import app as client_app
+    from shared.federation.client_app import app as node_app
     from shared.federation.server_app import make_server_app
 
     records: list[RoundRecord] = []
@@ -39,7 +47,7 @@ def run_federation(
     try:
         run_simulation(
             server_app=server_app,
-            client_app=client_app,
+            client_app=client_app or node_app,
             num_supernodes=len(node_dirs),
             backend_config={
                 "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
