@@ -61,7 +61,9 @@ class RetailerClient(NumPyClient):
                 "accept": False,
                 "reason": f"app version {settings.app_version} is not this node's {__version__}",
             }
-        return self.runtime.participation(settings).to_properties()
+        campaign = str(config["campaign"]) if "campaign" in config else None
+        server_round = int(config["server-round"]) if "server-round" in config else None
+        return self.runtime.participation(settings, campaign, server_round).to_properties()
 
     def fit(
         self, parameters: list[np.ndarray], config: dict[str, Any]

@@ -94,8 +94,14 @@ class NodeRuntime:
         batches = max(1, round(examples / settings.batch_size))
         return 1.0 / batches, settings.local_epochs * batches
 
-    def participation(self, settings: RunSettings) -> Answer:
-        """Consent, data and budget for the planned round; nothing is charged here."""
+    def participation(
+        self, settings: RunSettings, campaign: str | None = None, server_round: int | None = None
+    ) -> Answer:
+        """Consent, data and budget for the planned round; nothing is charged here.
+
+        A retried round whose update this node already released is joined at no cost: the node
+        will re-send those bytes, so the budget check is for a new release only.
+        """
         task = Task(settings.task)
         spent = self.ledger.spent_epsilon()
         cap = self.ledger.status().total_epsilon
@@ -104,6 +110,16 @@ class NodeRuntime:
         )
         if not self.ledger.has_consent(task):
             return replace(base, reason=f"no consent for {task.label}")
+        if campaign is not None and server_round is not None:
+            kept = self._cached(release_id_for(campaign, server_round, task))
+            if kept is not None:
+                return replace(
+                    base,
+                    accept=True,
+                    reason="re-sends the update already released for this round",
+                    examples=len(self.train_data),
+                    epsilon_after=spent,
+                )
         examples = len(self.train_data)
         if examples < MIN_TRAINING_EXAMPLES:
             return replace(

@@ -72,7 +72,7 @@ class GatedFedAvg(FedAvg):
         config["server-round"] = server_round
         return config
 
-    def _allowed_clients(self, client_manager: ClientManager) -> list[ClientProxy]:
+    def allowed_clients(self, client_manager: ClientManager) -> list[ClientProxy]:
         everyone = client_manager.all()
         return [everyone[str(nid)] for nid in sorted(self.allowed) if str(nid) in everyone]
 
@@ -80,13 +80,13 @@ class GatedFedAvg(FedAvg):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         ins = FitIns(parameters, self.round_config(server_round))
-        return [(client, ins) for client in self._allowed_clients(client_manager)]
+        return [(client, ins) for client in self.allowed_clients(client_manager)]
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
         ins = EvaluateIns(parameters, self.round_config(server_round))
-        return [(client, ins) for client in self._allowed_clients(client_manager)]
+        return [(client, ins) for client in self.allowed_clients(client_manager)]
 
     def aggregate_fit(
         self,

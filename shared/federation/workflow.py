@@ -82,9 +82,13 @@ class PrivateRoundsWorkflow:
                     self.settings.min_participants,
                 )
                 return record
-            participants = len(record.accepted)
+            # Size SecAgg+ by the nodes it will actually sample (all accepted and registered).
+            participants = len(strategy.allowed_clients(context.client_manager))
+            if participants < self.settings.min_participants:
+                record.status = "skipped"
+                return record
             SecAggPlusWorkflow(
-                num_shares=participants,
+                num_shares=self.settings.secagg_shares(participants),
                 reconstruction_threshold=self.settings.reconstruction_threshold(participants),
                 max_weight=float(self.settings.max_weight),
                 clipping_range=SECAGG_CLIPPING_RANGE,
