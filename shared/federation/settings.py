@@ -16,7 +16,8 @@ from shared.schema import Task
 
 MIN_PARTICIPANTS = 5  # the design: the coordinator only ever sees sums over >= 5 retailers
 MAX_DROPOUT_SHARE = 0.3  # SecAgg+ must still reconstruct with 30% of participants gone
-MAX_SECAGG_SHARES = 15  # neighbourhood size beyond which SecAgg+ stops being fully connected
+MAX_SECAGG_SHARES = 11  # odd neighbourhood size (Flower builds a ring of +-5) beyond which
+# SecAgg+ stops being fully connected
 
 
 class SettingsError(ValueError):
@@ -69,14 +70,18 @@ class RunSettings:
 
     @staticmethod
     def secagg_shares(participants: int) -> int:
-        """Neighbours each node secret-shares with: everyone in small rounds, else a fixed odd
-        neighbourhood, as SecAgg+ intends (Flower's pure-Python Shamir costs grow with the
-        square of the share count: 100 fully connected nodes took minutes to unmask)."""
+        """Neighbours each node secret-shares with (itself included): everyone in small rounds,
+        else a fixed odd neighbourhood, as SecAgg+ intends. Flower's pure-Python Shamir costs
+        grow with the square of the share count: 100 fully connected nodes took 177 s to unmask,
+        with 11-node neighbourhoods it takes a few seconds."""
         return participants if participants <= MAX_SECAGG_SHARES else MAX_SECAGG_SHARES
 
     def reconstruction_threshold(self, participants: int) -> int:
-        """Shares needed to unmask: up to 30% of a node's neighbours may drop out."""
+        """Shares needed to unmask, so that 30% of participants (or of a node's neighbourhood,
+        rounded up there) may drop out and every secret can still be rebuilt."""
         shares = self.secagg_shares(participants)
+        if shares < participants:
+            return max(2, shares - math.ceil(MAX_DROPOUT_SHARE * shares))
         return max(2, shares - math.floor(MAX_DROPOUT_SHARE * shares))
 
     def to_run_config(self) -> dict[str, Any]:

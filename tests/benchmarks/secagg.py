@@ -47,7 +47,16 @@ DROPOUT_SHARE = 0.3
 
 
 def threshold_for(n: int) -> int:
-    return n - math.floor(DROPOUT_SHARE * n)
+    """The ServerApp's own choice (shared.federation.settings)."""
+    from shared.federation.settings import RunSettings
+
+    return RunSettings().reconstruction_threshold(n)
+
+
+def shares_for(n: int) -> int:
+    from shared.federation.settings import RunSettings
+
+    return RunSettings.secagg_shares(n)
 
 
 # -- 1. simulation rounds ------------------------------------------------------------------------
@@ -100,7 +109,7 @@ def run_one_simulation(clients: int, secagg: bool) -> dict[str, object]:
         )
         fit = (
             SecAggPlusWorkflow(
-                num_shares=clients,
+                num_shares=shares_for(clients),
                 reconstruction_threshold=threshold_for(clients),
                 max_weight=10_000.0,
                 timeout=SECAGG_TIMEOUT,
@@ -166,12 +175,12 @@ def _prepare_node(args: tuple[int, int, int, int]) -> tuple[int, bytes, list[byt
 
     from tests.secagg_protocol import CLIPPING_RANGE, MODULUS_RANGE, QUANTIZATION_RANGE
 
-    index, size, threshold, num = args
+    index, size, threshold, num_shares = args
     rng = np.random.default_rng(index)
     update = [np.clip(rng.normal(0, 0.05, size), -4.0, 4.0)]
     weight = 200 + 37 * index
     seed = os.urandom(32)
-    shares = create_shares(seed, threshold, num)
+    shares = create_shares(seed, threshold, num_shares)
     q_ratio = round(weight / 10_000 * QUANTIZATION_RANGE)
     vector = parameters_multiply(update, q_ratio / QUANTIZATION_RANGE)
     vector = factor_combine(q_ratio, quantize(vector, CLIPPING_RANGE, QUANTIZATION_RANGE))
@@ -197,14 +206,20 @@ def unmask_benchmark(num: int, size: int) -> dict[str, object]:
     )
 
     threshold = threshold_for(num)
+    num_shares = shares_for(num)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
-        prepared = list(pool.map(_prepare_node, [(i, size, threshold, num) for i in range(num)]))
+        jobs = [(i, size, threshold, num_shares) for i in range(num)]
+        prepared = list(pool.map(_prepare_node, jobs))
     prepare_s = time.perf_counter() - start
     node_ids = list(range(1, num + 1))
-    # every node's shares go to every node (num_shares = n); the server collects all of them
+    # each node's shares go to its num_shares - 1 neighbours and itself; the server collects them
     collected = {nid: list(p[2]) for nid, p in zip(node_ids, prepared, strict=True)}
-    neighbours = {nid: set(node_ids) for nid in node_ids}
+    rng = np.random.default_rng(0)
+    neighbours = {
+        nid: {nid, *rng.choice([n for n in node_ids if n != nid], num_shares - 1, replace=False)}
+        for nid in node_ids
+    }
     masked = [p[3][1] for p in prepared]
 
     start = time.perf_counter()
@@ -220,7 +235,7 @@ def unmask_benchmark(num: int, size: int) -> dict[str, object]:
 
     # one dropped node: its sk1 from `threshold` shares, then its pairwise masks with everyone
     keys = [new_key_pairs() for _ in range(num)]
-    sk1_shares = create_shares(keys[0].sk1, threshold, num)
+    sk1_shares = create_shares(keys[0].sk1, threshold, num_shares)
     seed_shares = prepared[0][2]
     start = time.perf_counter()
     combine_shares(seed_shares[:threshold])
@@ -228,7 +243,7 @@ def unmask_benchmark(num: int, size: int) -> dict[str, object]:
     start = time.perf_counter()
     secret = combine_shares(sk1_shares[:threshold])
     dims = [(1,), (size,)]
-    for other in keys[1:]:
+    for other in keys[1:num_shares]:  # pairwise masks only with its neighbours
         pseudo_rand_gen(shared_key(secret, other.pk1), MODULUS_RANGE, dims)
     dropped_node_s = time.perf_counter() - start
     assert secret == keys[0].sk1
@@ -238,7 +253,7 @@ def unmask_benchmark(num: int, size: int) -> dict[str, object]:
     return {
         "clients": num,
         "parameters": size,
-        "num_shares": num,
+        "num_shares": num_shares,
         "threshold": threshold,
         "prepare_nodes_s": round(prepare_s, 2),
         "unmask_aggregate_s": round(unmask_s, 2),

@@ -229,6 +229,8 @@ def test_threshold_matches_flower_constraints() -> None:
     for n in range(RUN.min_participants, 200):
         shares = RUN.secagg_shares(n)
         threshold = RUN.reconstruction_threshold(n)
-        assert shares == min(n, 15)  # fully connected up to 15, then a 15-node neighbourhood
-        assert threshold == shares - math.floor(MAX_DROPOUT_SHARE * shares)
+        assert shares == min(n, 11)  # fully connected up to 11, then 11-node neighbourhoods
+        tolerated = shares - threshold
+        assert tolerated >= math.floor(MAX_DROPOUT_SHARE * shares)  # 30% may drop out
+        assert tolerated <= math.ceil(MAX_DROPOUT_SHARE * shares)
         assert 2 <= threshold < shares  # Flower: reconstruction_threshold < num_shares
