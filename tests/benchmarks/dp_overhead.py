@@ -74,39 +74,10 @@ def prepare(out_dir: Path) -> dict[str, object]:
 
 
 def plain_epochs(model, data, *, sample_rate: float, epochs: int, lr: float) -> int:  # type: ignore[no-untyped-def]
-    """``train_private``'s minibatch loop without privacy: same Poisson batches, loss, optimiser.
+    """``train_private``'s minibatch loop without privacy: same Poisson batches, loss, optimiser."""
+    from shared.model.training import train_minibatch
 
-    Uses the library's own non-private loop when it exposes one (so both share the batching
-    code), otherwise the DataLoader + Poisson sampler Opacus builds for ``train_private``.
-    """
-    from shared.model import training
-
-    if hasattr(training, "train_minibatch"):
-        return int(
-            training.train_minibatch(model, data, sample_rate=sample_rate, epochs=epochs, lr=lr)
-        )
-    from opacus.utils.uniform_sampler import UniformWithReplacementSampler
-    from torch.utils.data import DataLoader, TensorDataset
-
-    from shared.model.evaluation import poisson_loss
-
-    count = max(1, round(1.0 / sample_rate))
-    loader = DataLoader(
-        TensorDataset(*data.tensors()),
-        batch_sampler=UniformWithReplacementSampler(num_samples=len(data), sample_rate=1 / count),
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    steps = 0
-    for _ in range(epochs):
-        for product, category, drivers, calendar, quantity in loader:
-            optimizer.zero_grad()
-            log_mean = model(product, category, drivers, calendar)
-            loss = poisson_loss(log_mean, quantity, reduction="sum") / max(len(quantity), 1)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-    return steps
+    return int(train_minibatch(model, data, sample_rate=sample_rate, epochs=epochs, lr=lr))
 
 
 def child(mode: str, path: Path, batch: int, repeat: int) -> dict[str, object]:
