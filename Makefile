@@ -22,7 +22,7 @@ demo: $(STAMP)
 	for export in $(DEMO_DIR)/retailer_*/*; do \
 	  $(BIN)/retail-node validate "$$export" --data-dir $(DEMO_DIR)/node-home || exit 1; \
 	done
-	$(BIN)/retail-coordinator simulate --partitions $(DEMO_DIR) --rounds 3 --epsilon 3
+	$(BIN)/retail-coordinator simulate --partitions $(DEMO_DIR) --rounds 5 --epsilon 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
