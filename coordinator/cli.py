@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,7 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug must reach the operator as one line, not a traceback
+        logging.getLogger(__name__).debug("retail-coordinator failed", exc_info=True)
+        return _fail(
+            f"unexpected problem ({type(exc).__name__}: {exc}); please report it",
+            getattr(args, "json", False),
+        )
     return code
 
 
