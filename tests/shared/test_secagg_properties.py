@@ -40,7 +40,7 @@ from tests.secagg_protocol import (
 )
 
 RUN = RunSettings()
-MAX_NODES = 12
+MAX_NODES = 11  # the fully connected regime (RunSettings.secagg_shares(n) == n)
 PROPERTY_SETTINGS = settings(
     max_examples=100,
     deadline=None,
@@ -163,7 +163,8 @@ def rounds(draw: st.DrawFn, *, over_threshold: bool = False) -> Round:
     node_ids = draw(
         st.lists(st.integers(1, 2**63 - 1), min_size=n, max_size=n, unique=True), label="ids"
     )
-    tolerated = math.floor(MAX_DROPOUT_SHARE * n)
+    tolerated = n - RUN.reconstruction_threshold(n)  # == floor(0.3 n) while fully connected
+    assert tolerated == math.floor(MAX_DROPOUT_SHARE * n)
     if over_threshold:
         lost = draw(st.integers(tolerated + 1, n - 1), label="lost")
     else:
