@@ -2,14 +2,14 @@
 
 Feature: retail-intelligence-platform, Property 7: Cryptographic Aggregation Integrity
 
-For any set of 5..12 nodes sending clipped updates (``codec.encode_update``) weighted by
-min(examples, max_weight) as ``node.py`` does, and any dropout set the reconstruction threshold
-of ``RunSettings.reconstruction_threshold`` tolerates (up to floor(0.3 n) nodes lost after
-sending their masked vector or before it), the mean recovered by SecAgg+ (node and server
-arithmetic of Flower 1.42, see ``tests/secagg_protocol.py``) equals ``codec.weighted_mean``
-over the nodes whose masked vectors arrived, within the quantisation bound of
-``secagg_protocol.error_bound``; with more dropouts than that the secrets cannot be recovered.
-"""
+For any set of 5..11 fully connected nodes sending clipped updates (``codec.encode_update``)
+weighted by min(examples, max_weight) as ``node.py`` does, and any dropout set the
+reconstruction threshold of ``RunSettings.reconstruction_threshold`` tolerates (up to floor(0.3
+n) nodes lost after sending their masked vector or before it), the mean recovered by SecAgg+
+(node and server arithmetic of Flower 1.42, see ``tests/secagg_protocol.py``) equals
+``codec.weighted_mean`` over the nodes whose masked vectors arrived, within the quantisation
+bound of ``secagg_protocol.error_bound``; with more dropouts than that the secrets cannot be
+recovered."""
 
 from __future__ import annotations
 
