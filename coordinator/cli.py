@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         )
     except (MappingFileError, SettingsError) as exc:
         return _fail(str(exc), args.json)
+    if not args.verbose:  # library chatter (torch, ray) is for developers, not operators
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
     if not args.json:
         print(
             f"Simulating {settings.rounds} rounds over {args.partitions} "
@@ -61,6 +65,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             settings,
             mapping=mapping,
             work_dir=Path(args.workdir) if args.workdir else None,
+            verbose=args.verbose,
         )
     except StudyError as exc:
         if args.json:
@@ -123,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch-size", type=int, default=1024)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--workdir", help="keep the simulated nodes' files here")
+    sim.add_argument("--verbose", action="store_true", help="show Flower's and ray's own logs")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
     return parser

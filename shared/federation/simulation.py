@@ -27,10 +27,12 @@ def run_federation(
     *,
     cpus_per_client: float = 1.0,
     client_app: ClientApp | None = None,
+    verbose: bool = False,
 ) -> tuple[list[RoundRecord], list[np.ndarray]]:
     """Run a whole campaign; returns the per-round records and the final global arrays.
 
     ``client_app`` replaces the node's app (tests wrap it with mods that inject failures).
+    Flower's and ray's own progress logs are shown only when ``verbose``.
     """
     from flwr.simulation import run_simulation
 
@@ -41,6 +43,10 @@ def run_federation(
     records: list[RoundRecord] = []
     final: list[list[np.ndarray]] = []
     server_app = make_server_app(settings, on_record=records.append, on_finish=final.append)
+    flower_log = logging.getLogger("flwr")
+    flower_level = flower_log.level
+    if not verbose:
+        flower_log.setLevel(logging.ERROR)
     previous = os.environ.get(SIMULATION_NODES_ENV)
     os.environ[SIMULATION_NODES_ENV] = json.dumps([str(p.resolve()) for p in node_dirs])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -51,10 +57,11 @@ def run_federation(
             num_supernodes=len(node_dirs),
             backend_config={
                 "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
-                "init_args": {"include_dashboard": False, "log_to_driver": True},
+                "init_args": {"include_dashboard": False, "log_to_driver": verbose},
             },
         )
     finally:
+        flower_log.setLevel(flower_level)
         if previous is None:
             os.environ.pop(SIMULATION_NODES_ENV, None)
         else:

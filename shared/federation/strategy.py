@@ -57,7 +57,7 @@ class GatedFedAvg(FedAvg):
             fraction_evaluate=1.0,
             min_fit_clients=settings.min_participants,
             min_evaluate_clients=1,
-            min_available_clients=1,
+            min_available_clients=settings.min_participants,
             initial_parameters=ndarrays_to_parameters(initial),
         )
         self.settings = settings

@@ -74,6 +74,7 @@ def run_study(
     *,
     mapping: ColumnMapping | None = None,
     work_dir: Path | None = None,
+    verbose: bool = False,
 ) -> StudyReport:
     started = time.monotonic()
     report = StudyReport(settings=settings)
@@ -86,7 +87,7 @@ def run_study(
                 f"only {len(node_dirs)} usable partitions; secure aggregation needs at least "
                 f"{settings.min_participants}. Fix or add files (see skipped_partitions)."
             )
-        records, final = run_federation(node_dirs, settings)
+        records, final = run_federation(node_dirs, settings, verbose=verbose)
         report.rounds = [
             {
                 "round": r.round,
