@@ -104,21 +104,29 @@ def _import(
     if mapping is None:
         mapping = suggest_mapping(peek.table).to_mapping()
     mapping.taxonomy_version = taxonomy.version
+    headers = list(peek.headers)  # the file's own layout; parsing drops columns as it goes
     wanted = set(mapping.columns.values())
-    raw = read_table(
-        path,
-        encoding=options.encoding,  # a guess from the head is re-checked by the full read
-        delimiter=peek.delimiter,
-        sheet=options.sheet,
-        # All columns when the mapping names one the file lacks, so the error lists the real ones.
-        columns=[c for c in peek.headers if c in wanted] if wanted <= set(peek.headers) else None,
-        text_columns=text_columns(peek, mapping),
+    # A sample that already holds the whole file (small CSVs, every .xlsx) is not read twice.
+    raw = (
+        peek
+        if peek.complete
+        else read_table(
+            path,
+            encoding=options.encoding,  # a guess from the head is re-checked by the full read
+            delimiter=peek.delimiter,
+            sheet=options.sheet,
+            # All columns when the mapping names one the file lacks: the error lists the real ones.
+            columns=[c for c in peek.headers if c in wanted]
+            if wanted <= set(peek.headers)
+            else None,
+            text_columns=text_columns(peek, mapping),
+        )
     )
     _describe_source(raw, report)
     report.mapping = dict(mapping.columns)
     if len(raw) == 0:
         report.error(IssueKind.EMPTY, f"{path}: the file has a header but no data rows.")
-        return ImportResult(report, mapping, None, peek.headers)
+        return ImportResult(report, mapping, None, headers)
     frame = build_canonical(
         raw,
         mapping,
@@ -130,7 +138,6 @@ def _import(
         ),
     )
     report.mapping = dict(mapping.columns)
-    headers = peek.headers  # the file's own layout (raw holds only the mapped columns)
     del raw  # the text copy of the file is the largest thing in memory; drop it early
     if frame is not None:
         report.imported_rows = len(frame)

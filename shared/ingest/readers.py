@@ -54,6 +54,7 @@ class RawTable:
     header_renames: dict[str, str] = field(default_factory=dict)
     malformed_rows: list[MalformedRow] = field(default_factory=list)
     sheet: str | None = None
+    complete: bool = True  # False for a sample that stops before the end of the file
     _as_text: pa.Table | None = field(default=None, repr=False)
     _read_columns: list[str] = field(default_factory=list, repr=False)
 
@@ -332,6 +333,7 @@ def read_delimited(
         delimiter=delimiter,
         header_renames=renames,
         malformed_rows=malformed,
+        complete=isinstance(source, Path),
     )
 
 
@@ -547,4 +549,5 @@ def read_parquet(
         table=table,
         row_numbers=np.arange(2, table.num_rows + 2, dtype=np.int64),
         header_renames=renames,
+        complete=table.num_rows == parquet.metadata.num_rows,
     )
