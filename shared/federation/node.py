@@ -103,8 +103,8 @@ class NodeRuntime:
         will re-send those bytes, so the budget check is for a new release only.
         """
         task = Task(settings.task)
-        spent = self.ledger.spent_epsilon()
-        cap = self.ledger.status().total_epsilon
+        budget = self.ledger.status()  # one composition of the history gives both figures
+        spent, cap = budget.spent_epsilon, budget.total_epsilon
         base = Answer(
             False, "", epsilon_spent=spent, epsilon_cap=cap, app_version=settings.app_version
         )
