@@ -160,7 +160,8 @@ def test_ground_truth_records_the_planted_world(
     assert set(categories) == set(taxonomy.codes) - {taxonomy.fallback}
     for params in categories.values():
         assert -2.5 <= params["elasticity"] <= -0.5
-        assert 1.2 <= params["promo_lift"] <= 1.8
+        assert params["promo_lift"] >= 1.2
+        assert params["promo_lift"] <= 1.8
         assert 0 < params["cross_price_elasticity"] < 1
         assert np.mean(list(params["weekly"].values())) == pytest.approx(1.0, abs=0.01)
         assert params["yearly"][0]["amplitude"] > 0
