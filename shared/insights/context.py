@@ -61,7 +61,8 @@ class InsightContext:
 
     def personalised_on(self, data: DemandData) -> DemandModel:
         """The global model with offsets refitted on ``data`` (e.g. the training part only)."""
-        key = f"{len(data)}:{data.dates.min() if len(data) else ''}:{data.dates.max() if len(data) else ''}"
+        span = (data.dates.min(), data.dates.max()) if len(data) else ("", "")
+        key = f"{len(data)}:{span[0]}:{span[1]}"
         if key not in self._fitted:
             self._fitted[key] = personalised(self.global_model, data)
         return self._fitted[key]
