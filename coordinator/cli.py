@@ -48,6 +48,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             local_epochs=args.local_epochs,
             batch_size=args.batch_size,
             seed=args.seed,
+            statistics_epsilon=args.statistics_epsilon,
         )
     except (MappingFileError, SettingsError) as exc:
         return _fail(str(exc), args.json)
@@ -57,7 +58,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.json:
         print(
             f"Simulating {settings.rounds} rounds over {args.partitions} "
-            f"(ε {args.epsilon:g} for the whole run, δ {settings.delta:g}, {settings.strategy})..."
+            f"(training ε {args.epsilon:g}, basket statistics ε {args.statistics_epsilon:g}, "
+            f"δ {settings.delta:g}, {settings.strategy})..."
         )
     try:
         report = run_study(
@@ -79,8 +81,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     print(f"Done in {report.wall_seconds:.0f} s.")
     for r in report.rounds:
+        what = "statistics" if r["stage"] == "statistics" else f"round {r['round']}"
         print(
-            f"  round {r['round']} (attempt {r['attempt']}): {r['status']}, "
+            f"  {what} (attempt {r['attempt']}): {r['status']}, "
             f"{r['participants']} participants, holdout WAPE {r['wape'] or float('nan'):.3f}"
         )
     print("  retailer         ε spent  WAPE local-only  federated  centralised")
@@ -122,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--auto-map", action="store_true", help="suggest a mapping per file (default)")
     sim.add_argument("--rounds", type=int, default=5)
     sim.add_argument("--epsilon", type=float, default=3.0, help="ε for the whole run, per retailer")
+    sim.add_argument(
+        "--statistics-epsilon",
+        type=float,
+        default=1.0,
+        help="ε of the basket statistics (bundles, trends) per retailer; 0 skips them",
+    )
     sim.add_argument("--strategy", choices=["fedavg", "fedprox"], default="fedavg")
     sim.add_argument("--proximal-mu", type=float, default=0.1)
     sim.add_argument("--local-epochs", type=int, default=1)

@@ -20,6 +20,7 @@ from flwr.common import Context
 from shared import __version__
 from shared.federation.node import NodeRuntime, RefusedRound
 from shared.federation.settings import RunSettings, SettingsError
+from shared.federation.strategy import STATISTICS_STAGE
 
 SIMULATION_NODES_ENV = "RETAIL_SIMULATION_NODES"
 _RUNTIMES: dict[Path, NodeRuntime] = {}
@@ -62,6 +63,8 @@ class RetailerClient(NumPyClient):
                 "reason": f"app version {settings.app_version} is not this node's {__version__}",
             }
         campaign = str(config["campaign"]) if "campaign" in config else None
+        if config.get("stage") == STATISTICS_STAGE:
+            return self.runtime.statistics_participation(settings, campaign).to_properties()
         server_round = int(config["server-round"]) if "server-round" in config else None
         return self.runtime.participation(settings, campaign, server_round).to_properties()
 
@@ -69,6 +72,9 @@ class RetailerClient(NumPyClient):
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[list[np.ndarray], int, dict[str, Any]]:
         settings = RunSettings.from_run_config(config)
+        if config.get("stage") == STATISTICS_STAGE:
+            released = self.runtime.release_statistics(settings, str(config["campaign"]))
+            return released.arrays, released.weight, dict(released.metrics)
         released = self.runtime.train(
             settings, str(config["campaign"]), int(config["server-round"]), parameters
         )
@@ -77,6 +83,8 @@ class RetailerClient(NumPyClient):
     def evaluate(
         self, parameters: list[np.ndarray], config: dict[str, Any]
     ) -> tuple[float, int, dict[str, Any]]:
+        if "market-statistics" in config:
+            self.runtime.receive_market(str(config["market-statistics"]))
         loss, examples, metrics = self.runtime.evaluate(parameters)
         return loss, examples, dict(metrics)
 

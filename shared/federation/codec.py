@@ -43,3 +43,22 @@ def weighted_mean(updates: list[list[np.ndarray]], weights: list[int]) -> list[n
             acc += weight * np.asarray(update[i], dtype=np.float64)
         means.append(acc / total)
     return means
+
+
+# Basket statistics are counts (thousands), far outside SecAgg+'s range: they travel divided by
+# this scale, which bounds one node's cell at 8 x 32768 = 262144 baskets and keeps SecAgg+'s
+# quantisation step (16 / 2**22 of the range) at 0.125 of a count, well under the DP noise.
+STATISTICS_SCALE = 32_768.0
+
+
+def encode_statistics(vector: np.ndarray) -> list[np.ndarray]:
+    """A node's noised counts as one array inside SecAgg+'s range (clipped: post-processing)."""
+    scaled = np.asarray(vector, dtype=np.float64) / STATISTICS_SCALE
+    return [np.clip(scaled, -SECAGG_CLIPPING_RANGE, SECAGG_CLIPPING_RANGE)]
+
+
+def decode_statistics_sum(mean: list[np.ndarray], contributors: int) -> np.ndarray:
+    """SecAgg+ returns the mean over ``contributors`` nodes of equal weight; this is the sum."""
+    if len(mean) != 1:
+        raise ValueError("statistics travel as a single array")
+    return np.asarray(mean[0], dtype=np.float64).ravel() * STATISTICS_SCALE * contributors

@@ -12,13 +12,14 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from shared.federation.codec import encode_update
+from shared.federation.codec import encode_statistics, encode_update
 from shared.federation.settings import RunSettings
 from shared.privacy import Decline, LedgerError, PrivacyLedger, release_id_for
 from shared.schema import Task
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 CANONICAL_FILE = "canonical.parquet"
 NODE_FILE = "node.json"
 MIN_TRAINING_EXAMPLES = 200
+MARKET_FILE = Path("market") / "statistics.json"
+# Round number under which a campaign's basket statistics are released (training rounds are 1..R).
+STATISTICS_ROUND = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class NodeRuntime:
         self.node_dir = node_dir
         self.name = str(json.loads((node_dir / NODE_FILE).read_text("utf-8"))["name"])
         frame = pd.read_parquet(node_dir / CANONICAL_FILE)
+        self._frame: pd.DataFrame | None = None  # re-read when basket statistics need it
         self.train_data, self.holdout = chronological_split(build_examples(frame, self.name))
         self.model = DemandModel(self.train_data.product_ids, node=self.name)
         self.ledger = PrivacyLedger.in_data_dir(node_dir)
@@ -206,6 +211,112 @@ class NodeRuntime:
         self.ledger.commit(release_id)
         self._save_local_state()
         return released
+
+    # -- basket statistics (bundles, trends) -----------------------------------------------
+
+    def statistics_participation(self, settings: RunSettings, campaign: str | None) -> Answer:
+        """Consent for bundles, baskets to count and budget for one Gaussian count release."""
+        from shared.insights.basket_stats import NoBasketsError, basket_keys
+
+        task = Task.BUNDLES
+        budget = self.ledger.status()
+        spent, cap = budget.spent_epsilon, budget.total_epsilon
+        base = Answer(
+            False, "", epsilon_spent=spent, epsilon_cap=cap, app_version=settings.app_version
+        )
+        if not self.ledger.has_consent(task):
+            return replace(base, reason=f"no consent for {task.label}")
+        if settings.statistics_epsilon <= 0:
+            return replace(base, reason="this campaign collects no basket statistics")
+        if campaign is not None:
+            kept = self._cached(release_id_for(campaign, STATISTICS_ROUND, task))
+            if kept is not None:
+                return replace(
+                    base, accept=True, reason="re-sends the statistics already released",
+                    epsilon_after=spent,
+                )  # fmt: skip
+        try:
+            baskets = basket_keys(self.frame).nunique()
+        except NoBasketsError as exc:
+            return replace(base, reason=str(exc))
+        try:
+            noise = self.ledger.calibrate(settings.statistics_epsilon, 1.0, 1)
+        except LedgerError as exc:
+            return replace(base, reason=f"budget: {exc}", examples=baskets)
+        quote = self.ledger.quote(task, noise, 1.0, 1)
+        if not quote.fits:
+            return replace(
+                base,
+                reason=f"budget: basket statistics would bring ε to {quote.epsilon_after:.2f}, "
+                f"above the cap of {quote.cap_epsilon:.2f}",
+                examples=baskets,
+            )
+        return replace(
+            base,
+            accept=True,
+            reason="joins",
+            examples=baskets,
+            noise_multiplier=noise,
+            sample_rate=1.0,
+            steps=1,
+            epsilon_after=quote.epsilon_after,
+        )
+
+    def release_statistics(self, settings: RunSettings, campaign: str) -> Released:
+        """Count, bound and noise this shop's baskets; charged write-ahead, re-sent on retry."""
+        from shared.insights.basket_stats import add_noise, count_baskets
+
+        task = Task.BUNDLES
+        release_id = release_id_for(campaign, STATISTICS_ROUND, task)
+        cached = self._cached(release_id)
+        if cached is not None:
+            return cached
+        answer = self.statistics_participation(settings, campaign)
+        if not answer.accept:
+            raise RefusedRound(answer.reason)
+        reservation = self.ledger.reserve_count(release_id, task, answer.noise_multiplier)
+        if isinstance(reservation, Decline):
+            raise RefusedRound(reservation.reason)
+        try:
+            # The window must not depend on the data (see strategy.trend_end): yesterday if unset.
+            end = (
+                date.fromisoformat(settings.trend_end)
+                if settings.trend_end
+                else date.today() - timedelta(days=1)
+            )
+            exact = count_baskets(self.frame, end=end)
+            noised = add_noise(exact, answer.noise_multiplier, np.random.default_rng())
+        except Exception:
+            self.ledger.abort(release_id)
+            raise
+        released = Released(
+            arrays=encode_statistics(noised.vector()),
+            weight=settings.max_weight,  # equal weights: SecAgg+'s mean times n is the sum
+            metrics={
+                "epsilon_after": reservation.epsilon_after,
+                "noise_multiplier": answer.noise_multiplier,
+            },
+        )
+        self._keep(release_id, released)
+        self.ledger.commit(release_id)
+        return released
+
+    def receive_market(self, text: str) -> None:
+        """Keep the published market statistics for bundles and trends (checked, then saved)."""
+        from shared.insights.market import MarketStatistics
+
+        MarketStatistics.from_json(text)
+        path = self.node_dir / MARKET_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, "utf-8")
+        tmp.replace(path)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.read_parquet(self.node_dir / CANONICAL_FILE)
+        return self._frame
 
     # -- evaluate --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from datetime import date
 from typing import Any
 
 from shared import __version__
@@ -18,6 +19,16 @@ MIN_PARTICIPANTS = 5  # the design: the coordinator only ever sees sums over >= 
 MAX_DROPOUT_SHARE = 0.3  # SecAgg+ must still reconstruct with 30% of participants gone
 MAX_SECAGG_SHARES = 11  # odd neighbourhood size (Flower builds a ring of +-5) beyond which
 # SecAgg+ stops being fully connected
+
+
+def _is_iso_date_or_empty(value: str) -> bool:
+    if value == "":
+        return True
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
 
 
 class SettingsError(ValueError):
@@ -44,6 +55,11 @@ class RunSettings:
     query_timeout: float = 60.0
     secagg_timeout: float = 60.0
     max_retries: int = 1
+    # Basket statistics for bundles and trends: ε of the one Gaussian count release per node
+    # (0 skips the statistics round) and the last day of the weekly trend window, the same for
+    # every node ("" = the day before the campaign started).
+    statistics_epsilon: float = 1.0
+    trend_end: str = ""
     app_version: str = __version__
     seed: int = 0
 
@@ -65,6 +81,11 @@ class RunSettings:
             (1.0 <= self.query_timeout <= 3600.0, "query-timeout must be 1..3600 s"),
             (1.0 <= self.secagg_timeout <= 3600.0, "secagg-timeout must be 1..3600 s"),
             (0 <= self.max_retries <= 5, "max-retries must be 0..5"),
+            (
+                self.statistics_epsilon == 0.0 or 0.05 <= self.statistics_epsilon <= 10.0,
+                "statistics-epsilon must be 0 (off) or 0.05..10",
+            ),
+            (_is_iso_date_or_empty(self.trend_end), "trend-end must be an ISO date (YYYY-MM-DD)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,14 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from shared.federation.codec import apply_update
+from shared.federation.codec import apply_update, decode_statistics_sum
 from shared.federation.settings import RunSettings
+from shared.insights.basket_stats import TREND_WEEKS, week_window
+from shared.insights.market import MarketStatistics, publish
+from shared.taxonomy import load_taxonomy
+
+TRAIN_STAGE = "train"
+STATISTICS_STAGE = "statistics"
 
 
 @dataclass
@@ -36,6 +43,7 @@ class RoundRecord:
 
     round: int
     attempt: int
+    stage: str = TRAIN_STAGE
     queried: int = 0
     accepted: list[str] = field(default_factory=list)
     declined: dict[str, str] = field(default_factory=dict)
@@ -64,12 +72,19 @@ class GatedFedAvg(FedAvg):
         self.campaign = campaign
         self.allowed: set[int] = set()
         self.current: list[np.ndarray] = [a.copy() for a in initial]
-        self.last_aggregated_round = 0
+        self.last_aggregated_round = -1  # rounds count from 0 (statistics) and 1 (training)
+        self.stage = TRAIN_STAGE
+        self.market: MarketStatistics | None = None
+        # Every node counts the same weeks, fixed before any data is seen (a window that ended
+        # at each shop's own last sale would move with one basket: not differentially private).
+        self.trend_end = settings.trend_end or (date.today() - timedelta(days=1)).isoformat()
 
     def round_config(self, server_round: int) -> dict[str, Scalar]:
         config: dict[str, Scalar] = dict(self.settings.to_run_config())
         config["campaign"] = self.campaign
         config["server-round"] = server_round
+        config["stage"] = self.stage
+        config["trend-end"] = self.trend_end
         return config
 
     def allowed_clients(self, client_manager: ClientManager) -> list[ClientProxy]:
@@ -79,13 +94,18 @@ class GatedFedAvg(FedAvg):
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
+        if self.stage == STATISTICS_STAGE:  # nodes send counts; the model is not needed
+            parameters = ndarrays_to_parameters([])
         ins = FitIns(parameters, self.round_config(server_round))
         return [(client, ins) for client in self.allowed_clients(client_manager)]
 
     def configure_evaluate(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
-        ins = EvaluateIns(parameters, self.round_config(server_round))
+        config = self.round_config(server_round)
+        if self.market is not None:  # published statistics ride along to every node
+            config["market-statistics"] = self.market.to_json()
+        ins = EvaluateIns(parameters, config)
         return [(client, ins) for client in self.allowed_clients(client_manager)]
 
     def aggregate_fit(
@@ -96,11 +116,33 @@ class GatedFedAvg(FedAvg):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         if not results:
             return None, {}
+        if self.stage == STATISTICS_STAGE:
+            return self._aggregate_statistics(server_round, results, failures)
         mean_delta = parameters_to_ndarrays(results[0][1].parameters)  # SecAgg+'s weighted mean
         self.current = apply_update(self.current, mean_delta)
         self.last_aggregated_round = server_round
         metrics: dict[str, Scalar] = {"participants": len(results), "failures": len(failures)}
         return ndarrays_to_parameters(self.current), metrics
+
+    def _aggregate_statistics(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[Any],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        """Sum of the nodes' noised counts (SecAgg+ gives the equal-weight mean), then the
+        k >= 5 publication rule. The model is left as it is."""
+        mean = parameters_to_ndarrays(results[0][1].parameters)
+        total = decode_statistics_sum(mean, len(results))
+        self.market = publish(
+            total,
+            len(results),
+            load_taxonomy().codes,
+            week_window(date.fromisoformat(self.trend_end), TREND_WEEKS),
+            campaign=self.campaign,
+        )
+        self.last_aggregated_round = server_round
+        return None, {"participants": len(results), "failures": len(failures)}
 
     def aggregate_evaluate(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class StudyReport:
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    market: dict[str, Any] | None = None
     wall_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class StudyReport:
             "categories": self.categories,
             "rounds": self.rounds,
             "skipped_partitions": self.skipped,
+            "market": self.market,
         }
 
 
@@ -82,15 +84,21 @@ def run_study(
     work = work_dir or Path(tempfile.mkdtemp(prefix="retail-study-"))
     try:
         node_dirs, names = _prepare_nodes(folder, settings, mapping, work, report)
+        if not settings.trend_end and node_dirs:
+            # A study over past exports: trends end where the newest export ends.
+            settings = replace(settings, trend_end=_last_day(node_dirs))
+            report.settings = settings
         if len(node_dirs) < settings.min_participants:
             raise StudyError(
                 f"only {len(node_dirs)} usable partitions; secure aggregation needs at least "
                 f"{settings.min_participants}. Fix or add files (see skipped_partitions)."
             )
         records, final = run_federation(node_dirs, settings, verbose=verbose)
+        report.market = _market_summary(node_dirs)
         report.rounds = [
             {
                 "round": r.round,
+                "stage": r.stage,
                 "attempt": r.attempt,
                 "status": r.status,
                 "participants": r.participants,
@@ -128,7 +136,10 @@ def _prepare_nodes(
             continue
         name = f"{index + 1:02d}-{path.parent.name if path.parent != folder else path.stem}"
         node_dir = work / "nodes" / name
-        prepare_node(node_dir, result.frame, name, (Task(settings.task),))
+        consent: tuple[Task, ...] = (Task(settings.task),)
+        if settings.statistics_epsilon > 0:
+            consent += (Task.BUNDLES,)
+        prepare_node(node_dir, result.frame, name, consent)
         node_dirs.append(node_dir)
         names.append(str(path))
     return node_dirs, names
@@ -201,6 +212,30 @@ def _compare_models(
             )
             for name, intervals in (("federated", federated_ci), ("centralised", central_ci))
         }
+
+
+def _market_summary(node_dirs: list[Path]) -> dict[str, Any] | None:
+    """What the nodes received from the statistics round (the same file on every node)."""
+    from shared.federation.node import MARKET_FILE
+    from shared.insights.market import MarketStatistics, market_summary
+
+    for node_dir in node_dirs:
+        path = node_dir / MARKET_FILE
+        if path.exists():
+            return market_summary(MarketStatistics.from_json(path.read_text("utf-8")))
+    return None
+
+
+def _last_day(node_dirs: list[Path]) -> str:
+    import pyarrow.parquet as pq
+
+    from shared.federation.node import CANONICAL_FILE
+
+    last = max(
+        pq.read_table(d / CANONICAL_FILE, columns=["timestamp"]).column(0).to_pandas().max()
+        for d in node_dirs
+    )
+    return str(last.date().isoformat())
 
 
 def _rows(node_dir: Path) -> int:

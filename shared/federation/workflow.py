@@ -30,8 +30,9 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
 from shared.federation.codec import SECAGG_CLIPPING_RANGE
+from shared.federation.node import STATISTICS_ROUND
 from shared.federation.settings import RunSettings
-from shared.federation.strategy import GatedFedAvg, RoundRecord
+from shared.federation.strategy import STATISTICS_STAGE, TRAIN_STAGE, GatedFedAvg, RoundRecord
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class PrivateRoundsWorkflow:
             self._set_parameters(context, strategy)
             config = ConfigRecord()
             context.state.config_records[MAIN_CONFIGS_RECORD] = config
+            if self.settings.statistics_epsilon > 0:
+                self._statistics_round(grid, context, strategy, config)
             for server_round in range(1, self.settings.rounds + 1):
                 config[Key.CURRENT_ROUND] = server_round
                 record = self._fit_round(grid, context, strategy, server_round)
@@ -66,11 +69,26 @@ class PrivateRoundsWorkflow:
 
     # -- stages ----------------------------------------------------------------------------
 
+    def _statistics_round(
+        self, grid: Grid, context: LegacyContext, strategy: GatedFedAvg, config: ConfigRecord
+    ) -> None:
+        """Basket statistics summed through SecAgg+ before training; published with each
+        evaluation so every node gets the market's associations and trends."""
+        strategy.stage = STATISTICS_STAGE
+        try:
+            config[Key.CURRENT_ROUND] = STATISTICS_ROUND
+            record = self._fit_round(grid, context, strategy, STATISTICS_ROUND)
+            record.seconds = time.monotonic() - record.started
+            self._publish(record)
+        finally:
+            strategy.stage = TRAIN_STAGE
+            self._set_parameters(context, strategy)
+
     def _fit_round(
         self, grid: Grid, context: LegacyContext, strategy: GatedFedAvg, server_round: int
     ) -> RoundRecord:
         for attempt in range(1, self.settings.max_retries + 2):
-            record = RoundRecord(round=server_round, attempt=attempt)
+            record = RoundRecord(round=server_round, attempt=attempt, stage=strategy.stage)
             self._query(grid, strategy, server_round, record)
             if len(record.accepted) < self.settings.min_participants:
                 record.status = "skipped"

@@ -36,13 +36,19 @@ def test_two_private_secure_rounds_on_five_synthetic_retailers(
     out = capsys.readouterr().out
     assert code == 0, out
     report = json.loads(out[out.index("{") :])
-    assert [r["status"] for r in report["rounds"]] == ["aggregated", "aggregated"]
+    statistics = [r for r in report["rounds"] if r["stage"] == "statistics"]
+    training = [r for r in report["rounds"] if r["stage"] == "train"]
+    assert [r["status"] for r in statistics] == ["aggregated"]
+    assert [r["status"] for r in training] == ["aggregated", "aggregated"]
     assert all(r["participants"] == 5 for r in report["rounds"])
-    assert report["rounds"][1]["loss"] is not None
+    assert training[1]["loss"] is not None
+    assert report["market"]["contributors"] == 5
+    assert report["market"]["pairs_published"] > 0
     assert len(report["retailers"]) == 5
     for retailer in report["retailers"]:
         assert retailer["rounds_joined"] == 2
-        assert 0 < retailer["epsilon_spent"] <= 2.0 + 1e-6  # the whole run's budget
+        # training's 2 plus the basket statistics' 1 (RDP composition keeps it below the sum)
+        assert 1.0 < retailer["epsilon_spent"] <= 3.0 + 1e-6
         assert retailer["delta"] == 1e-5
         assert retailer["noise_multiplier"] > 0
         for key in ("wape_local_only", "wape_federated", "wape_centralised"):
@@ -52,6 +58,9 @@ def test_two_private_secure_rounds_on_five_synthetic_retailers(
     for node in ledgers:
         budget = PrivacyLedger.in_data_dir(node).status()
         assert not budget.pending_release_ids  # every charge committed, none left dangling
+        kinds = sorted(r.kind.value for r in budget.releases)
+        assert kinds.count("count") == 1  # the basket statistics, charged once
+        assert (node / "market" / "statistics.json").exists()
     categories = report["categories"]
     assert categories
     for estimates in categories.values():
