@@ -181,7 +181,9 @@ def count_baskets(
     window = week_window(end or last_day, weeks)
     weekly = np.zeros((c, weeks), dtype=np.float64)
     basket_day = lines.groupby("b")["day"].min()
-    monday = (basket_day.dt.normalize() - pd.to_timedelta(basket_day.dt.day_of_week, unit="D")).dt.date
+    monday = (
+        basket_day.dt.normalize() - pd.to_timedelta(basket_day.dt.day_of_week, unit="D")
+    ).dt.date
     week_of = {week: i for i, week in enumerate(window)}
     week_index = lines["b"].map(monday).map(week_of)
     inside = week_index.notna().to_numpy()
