@@ -8,13 +8,16 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from desktop_client.insights_cli import register as register_insight_commands
 from desktop_client.node_home import NodeHome
 from desktop_client.report_text import describe_report
 from shared.ingest import (
@@ -207,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--save-mapping", action="store_true", help="remember the mapping if valid")
     val.add_argument("--output", help="write the canonical frame (Parquet) here if valid")
     val.set_defaults(handler=cmd_validate)
+
+    register_insight_commands(sub)  # insights {kind,refresh}, report
     return parser
 
 
@@ -216,9 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a reader that left shows up here, not as a traceback at exit
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `retail-node insights forecast | head`: the reader left
+        with contextlib.suppress(OSError, ValueError):  # stdout may have no file descriptor
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}", args.json)
     except Exception as exc:  # a bug must reach the user as one line, not a traceback
