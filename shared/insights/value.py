@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.insights.context import InsightContext
+from shared.insights.context import InsightContext, InsightInputError
 from shared.model import evaluate
 from shared.model.baselines import train_local_only
 
@@ -56,7 +56,9 @@ def explain(improvement_pct: float) -> str:
 
 def collaboration_value(ctx: InsightContext) -> CollaborationValue:
     if len(ctx.holdout) == 0 or len(ctx.train) == 0:
-        raise ValueError(f"{ctx.node}: too little history to hold out recent days for scoring")
+        raise InsightInputError(
+            f"{ctx.node}: too little history to hold out recent days for scoring"
+        )
     federated = evaluate(ctx.personalised_on(ctx.train), ctx.holdout)["wape"]
     local = evaluate(train_local_only(ctx.train, epochs=LOCAL_NEWTON_STEPS), ctx.holdout)["wape"]
     improvement = 100.0 * (local - federated) / local if local > 0 else 0.0

@@ -60,7 +60,12 @@ def test_failed_secagg_round_is_retried_and_charged_once(tmp_path: Path, monkeyp
     settings = RunSettings(rounds=1, epsilon_per_round=1.0, secagg_timeout=30.0, max_retries=1)
 
     records, _ = run_federation(node_dirs, settings, client_app=app)
+    statistics = [r for r in records if r.stage == "statistics"]
+    records = [r for r in records if r.stage == "train"]
 
+    # no node consented to bundles: the statistics round is skipped, nobody is charged for it
+    assert [(r.status, len(r.accepted)) for r in statistics] == [("skipped", 0)]
+    assert all(reason.startswith("no consent") for reason in statistics[0].declined.values())
     assert sorted(p.name for p in markers.iterdir()) == ["dropped-0", "dropped-1"]
     assert [(r.round, r.attempt, r.status) for r in records] == [
         (1, 1, "failed"),
