@@ -20,7 +20,7 @@ import pytest
 
 from coordinator.config import DATABASE_URL_ENV, CoordinatorConfig, free_port
 from coordinator.flower_app import APP_DIR
-from coordinator.flower_control import FlowerControl, NodeKeyInUse
+from coordinator.flower_control import FlowerControl, NodeKeyInUse, NodeNotFound
 from coordinator.pki import generate_node_keypair, write_pki
 from coordinator.superlink import SuperLinkSupervisor, find_executable
 
@@ -154,6 +154,13 @@ def test_supervised_superlink_registers_runs_restarts_and_stops_clean(
             with pytest.raises(NodeKeyInUse):
                 control.register_node(public_line, "shop-1 again")
             assert control.node_id_for_key(public_line) == node_id
+            _, revoked_line = generate_node_keypair()
+            revoked = control.register_node(revoked_line, "shop-2")
+            control.unregister_node(revoked)
+            assert {n.node_id: n.status for n in control.list_nodes()}[revoked] == "unregistered"
+            assert control.node_id_for_key(revoked_line) is None
+            with pytest.raises(NodeNotFound):
+                control.unregister_node(12345)
 
             # -- a SuperNode with that key and the CA is admitted, while a campaign run -----
             # -- completes and our ServerApp reports through its progress sink ------------
