@@ -25,8 +25,12 @@ def make_server_app(
     settings: RunSettings | None = None,
     on_record: Callable[[RoundRecord], None] | None = None,
     on_finish: Callable[[list[np.ndarray]], None] | None = None,
+    on_market: Callable[[str], None] | None = None,
 ) -> ServerApp:
-    """A ServerApp; without ``settings`` they come from the run config (deployment)."""
+    """A ServerApp; without ``settings`` they come from the run config (deployment).
+
+    ``on_market`` receives the published market statistics (JSON) when the campaign had a
+    statistics round that at least five nodes joined."""
     app = ServerApp()
 
     @app.main()
@@ -42,6 +46,8 @@ def make_server_app(
         PrivateRoundsWorkflow(run_settings, on_record)(grid, legacy)
         if on_finish is not None:
             on_finish(strategy.current)
+        if on_market is not None and strategy.market is not None:
+            on_market(strategy.market.to_json())
 
     return app
 
