@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
+FEDERATION_DIR ?= demo-federation
 
 .PHONY: setup demo test lint typecheck benchmark clean
 
@@ -22,7 +23,9 @@ demo: $(STAMP)
 	for export in $(DEMO_DIR)/retailer_*/*; do \
 	  $(BIN)/retail-node validate "$$export" --data-dir $(DEMO_DIR)/node-home || exit 1; \
 	done
-	$(BIN)/retail-coordinator simulate --partitions $(DEMO_DIR) --rounds 5 --epsilon 3
+	rm -rf $(FEDERATION_DIR)  # a fresh federation: ledgers from an earlier demo would have spent ε
+	$(BIN)/retail-coordinator simulate --partitions $(DEMO_DIR) --rounds 5 --epsilon 3 \
+	  --workdir $(FEDERATION_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,4 +41,4 @@ benchmark: $(STAMP)
 	$(BIN)/python tests/benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(FEDERATION_DIR) .mypy_cache .ruff_cache .pytest_cache

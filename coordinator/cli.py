@@ -68,6 +68,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             mapping=mapping,
             work_dir=Path(args.workdir) if args.workdir else None,
             verbose=args.verbose,
+            insights=args.insights,
         )
     except StudyError as exc:
         if args.json:
@@ -92,6 +93,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"  {r['retailer']:<16} {r['epsilon_spent']:7.2f}  {r['wape_local_only']:15.3f}"
             f"  {r['wape_federated']:9.3f}  {r['wape_centralised']:11.3f}"
         )
+    for r in report.retailers:
+        if "report" in r:
+            print(f"  {r['retailer']}: {r['collaboration']}.")
+            print(f"    insights report: {r['report']}")
     for skipped in report.skipped:
         print(f"  skipped {skipped['file']}: {skipped['reason']}")
     return 0
@@ -137,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--batch-size", type=int, default=1024)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--workdir", help="keep the simulated nodes' files here")
+    sim.add_argument(
+        "--insights",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each node computes its insights and an HTML report afterwards (default: on)",
+    )
     sim.add_argument("--verbose", action="store_true", help="show Flower's and ray's own logs")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)

@@ -77,6 +77,7 @@ def run_study(
     mapping: ColumnMapping | None = None,
     work_dir: Path | None = None,
     verbose: bool = False,
+    insights: bool = True,
 ) -> StudyReport:
     started = time.monotonic()
     report = StudyReport(settings=settings)
@@ -110,6 +111,8 @@ def run_study(
             for r in records
         ]
         _compare_models(node_dirs, names, final, report)
+        if insights:
+            _compute_insights(node_dirs, report)
     finally:
         if own_work_dir:
             shutil.rmtree(work, ignore_errors=True)
@@ -212,6 +215,26 @@ def _compare_models(
             )
             for name, intervals in (("federated", federated_ci), ("centralised", central_ci))
         }
+
+
+REPORT_FILE = "insights-report.html"
+
+
+def _compute_insights(node_dirs: list[Path], report: StudyReport) -> None:
+    """Each node computes and stores its own insights, as ``retail-node insights refresh`` does,
+    and writes its offline HTML report into its directory."""
+    from shared.insights.engine import refresh_insights
+    from shared.insights.html_report import write_report
+    from shared.insights.store import InsightStore
+
+    for node_dir, retailer in zip(node_dirs, report.retailers, strict=True):
+        batches = {batch.kind: batch for batch in refresh_insights(node_dir)}
+        with InsightStore.in_data_dir(node_dir) as store:
+            path = write_report(store, node_dir / REPORT_FILE)
+        value = batches["value"].rows[0] if batches["value"].rows else {}
+        retailer["insights"] = {kind: len(batch.rows) for kind, batch in sorted(batches.items())}
+        retailer["collaboration"] = value.get("message")
+        retailer["report"] = str(path)
 
 
 def _market_summary(node_dirs: list[Path]) -> dict[str, Any] | None:

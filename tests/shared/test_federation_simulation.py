@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main as coordinator
+from shared.insights.store import InsightStore
 from shared.privacy import PrivacyLedger
 from shared.synthetic import generate_demo
 
@@ -47,6 +48,7 @@ def test_two_private_secure_rounds_on_five_synthetic_retailers(
     assert len(report["retailers"]) == 5
     for retailer in report["retailers"]:
         assert retailer["rounds_joined"] == 2
+        assert retailer["collaboration"].startswith("Forecasts are")
         # training's 2 plus the basket statistics' 1 (RDP composition keeps it below the sum)
         assert 1.0 < retailer["epsilon_spent"] <= 3.0 + 1e-6
         assert retailer["delta"] == 1e-5
@@ -61,6 +63,16 @@ def test_two_private_secure_rounds_on_five_synthetic_retailers(
         kinds = sorted(r.kind.value for r in budget.releases)
         assert kinds.count("count") == 1  # the basket statistics, charged once
         assert (node / "market" / "statistics.json").exists()
+        # every insight computed on the node from its data, the global model and the market
+        with InsightStore.in_data_dir(node, create=False) as store:
+            latest = store.latest_by_kind()
+        assert sorted(latest) == ["bundles", "forecast", "pricing", "trends", "value"]
+        assert latest["pricing"].rows and latest["forecast"].rows and latest["trends"].rows
+        assert {b.model_version for b in latest.values()} == {latest["pricing"].model_version}
+        assert latest["pricing"].model_version.startswith("g-")  # the federated model
+        html = (node / "insights-report.html").read_text("utf-8")
+        for kind in ("pricing", "forecast", "bundles", "trends", "value"):
+            assert f'<section id="{kind}">' in html
     categories = report["categories"]
     assert categories
     for estimates in categories.values():
