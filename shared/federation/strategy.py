@@ -52,6 +52,9 @@ class RoundRecord:
     failures: int = 0
     loss: float | None = None
     wape: float | None = None
+    # Holdout WAPE per retailer-size third (by holdout examples), so a model card shows whether
+    # small shops are served worse; None where fewer than 2 shops fall in the group.
+    wape_by_size: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
 
@@ -75,6 +78,7 @@ class GatedFedAvg(FedAvg):
         self.last_aggregated_round = -1  # rounds count from 0 (statistics) and 1 (training)
         self.stage = TRAIN_STAGE
         self.market: MarketStatistics | None = None
+        self.wape_by_size: dict[str, float | None] = {}
         # Every node counts the same weeks, fixed before any data is seen (a window that ended
         # at each shop's own last sale would move with one basket: not differentially private).
         self.trend_end = settings.trend_end or (date.today() - timedelta(days=1)).isoformat()
@@ -155,4 +159,26 @@ class GatedFedAvg(FedAvg):
         examples = sum(res.num_examples for _, res in results)
         loss = sum(res.loss * res.num_examples for _, res in results) / max(examples, 1)
         wape = sum(float(res.metrics.get("wape", 0.0)) * res.num_examples for _, res in results)
+        self.wape_by_size = wape_by_size_group([res for _, res in results])
         return float(loss), {"wape": wape / max(examples, 1), "nodes": len(results)}
+
+
+SIZE_GROUPS = ("small", "medium", "large")
+
+
+def wape_by_size_group(results: list[EvaluateRes]) -> dict[str, float | None]:
+    """Example-weighted WAPE of the smallest, middle and largest third of the evaluating shops
+    (by holdout size); a group of fewer than two shops is not reported."""
+    ordered = sorted(results, key=lambda res: res.num_examples)
+    n = len(ordered)
+    bounds = [0, n // 3, n - n // 3, n]
+    out: dict[str, float | None] = {}
+    for group, start, end in zip(SIZE_GROUPS, bounds[:-1], bounds[1:], strict=True):
+        members = ordered[start:end]
+        weight = sum(res.num_examples for res in members)
+        if len(members) < 2 or weight == 0:
+            out[group] = None
+            continue
+        total = sum(float(res.metrics.get("wape", 0.0)) * res.num_examples for res in members)
+        out[group] = total / weight
+    return out

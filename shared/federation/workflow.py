@@ -189,6 +189,7 @@ class PrivateRoundsWorkflow:
             context.history.add_metrics_distributed(server_round=server_round, metrics=metrics)
             record.loss = loss
             record.wape = float(metrics["wape"])
+            record.wape_by_size = dict(strategy.wape_by_size)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
