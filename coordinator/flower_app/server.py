@@ -5,9 +5,9 @@ This module runs inside the ``flwr-serverapp`` process the SuperLink starts for 
 the coordinator daemon, so the only thing it gets from the daemon is its environment: the
 supervised SuperLink passes ``RETAIL_COORDINATOR_DATABASE_URL`` down to it.
 
-The seam for the database is :func:`sink_from_env`: it returns a :class:`ProgressSink`. For now
-that is :class:`LoggingSink` (the run's log, which ``flwr log`` and the SuperLink log show);
-the coordinator's services plug in by returning a sink that writes rows for the URL instead.
+The seam for the database is :func:`sink_from_env`: it returns a :class:`ProgressSink`, the
+database sink of ``coordinator.progress`` when the daemon started the run (its data directory is
+in the environment), else :class:`LoggingSink` (the run's log only).
 Sink errors are logged and swallowed: bookkeeping must never abort a round that retailers have
 already paid privacy budget for.
 """
@@ -70,10 +70,13 @@ def sink_from_env(environ: Mapping[str, str] | None = None) -> ProgressSink:
     """The sink for this process. Replace the body's return value to plug in the database:
     e.g. ``if url: return DatabaseProgressSink(url)``, keeping LoggingSink when no URL is set
     (a run started outside the coordinator)."""
+    from coordinator.progress import DATA_DIR_ENV, sink_for_environment
+
     env = os.environ if environ is None else environ
-    url = env.get(DATABASE_URL_ENV, "")
-    if not url:
-        log(INFO, "%s not set: campaign progress is only logged", DATABASE_URL_ENV)
+    sink = sink_for_environment(env)
+    if sink is not None:
+        return sink
+    log(INFO, "%s not set: campaign progress is only logged", DATA_DIR_ENV)
     return LoggingSink()
 
 
@@ -107,7 +110,14 @@ def make_campaign_app(sink_factory: Callable[[], ProgressSink] = sink_from_env) 
         def on_finish(arrays: list[np.ndarray]) -> None:
             _guarded("publish the model", lambda: sink.publish_model(campaign_id, arrays))
 
-        make_server_app(on_record=on_record, on_finish=on_finish)(grid, context)
+        def on_market(market_json: str) -> None:
+            _guarded(
+                "publish market statistics", lambda: sink.publish_market(campaign_id, market_json)
+            )
+
+        make_server_app(on_record=on_record, on_finish=on_finish, on_market=on_market)(
+            grid, context
+        )
 
     return app
 

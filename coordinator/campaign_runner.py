@@ -1,0 +1,128 @@
+"""Campaigns against the real SuperLink: submit the Flower App run, follow it, end it cleanly.
+
+A campaign's ε is each retailer's budget for the whole campaign. With bundles among its tasks a
+quarter of it pays for the basket statistics round and the rest is split evenly over the training
+rounds; otherwise all of it goes to training. What a round did is recorded by the ServerApp itself
+(``coordinator.progress``); this module only starts runs and maps their end to the campaign.
+
+A run does not survive a restart of the coordinator or its SuperLink: ``recover`` fails every
+campaign whose run is gone, saying so, and nodes never pay twice for a round that is retried
+later (they re-send their kept update), so starting a new campaign is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from coordinator.flower_app import APP_DIR
+from coordinator.flower_control import ControlError, RunNotFound
+from coordinator.runtime import Coordinator
+from coordinator.services.campaigns import CampaignRecord, validate_campaign
+from shared.federation.settings import RunSettings
+from shared.schema import Task
+
+log = logging.getLogger(__name__)
+
+STATISTICS_SHARE = 0.25
+FINISHED = "finished:"
+
+
+class CampaignUnavailable(Exception):
+    """No SuperLink to run a campaign on; the message says what to do."""
+
+
+def run_config_for(campaign: CampaignRecord) -> dict[str, bool | int | float | str]:
+    """The run config of a campaign (validated again by every node, see RunSettings)."""
+    bundles = Task.BUNDLES.value in campaign.tasks
+    statistics = round(campaign.epsilon * STATISTICS_SHARE, 6) if bundles else 0.0
+    settings = RunSettings(
+        rounds=campaign.rounds,
+        epsilon_per_round=(campaign.epsilon - statistics) / campaign.rounds,
+        statistics_epsilon=max(statistics, 0.05) if bundles else 0.0,
+    )
+    config: dict[str, bool | int | float | str] = dict(settings.to_run_config())
+    config["campaign-id"] = campaign.id
+    return config
+
+
+class CampaignRunner:
+    def __init__(self, coord: Coordinator) -> None:
+        self.coord = coord
+
+    def start(
+        self, *, rounds: int, epsilon: float, tasks: Sequence[str], actor: str
+    ) -> CampaignRecord:
+        validate_campaign(rounds, epsilon, tasks)
+        control = self.coord.control
+        if control is None:
+            raise CampaignUnavailable(
+                "this coordinator has no SuperLink running; start it with `retail-coordinator "
+                "serve` and try again"
+            )
+        campaign = self.coord.campaigns.create(
+            rounds=rounds, epsilon=epsilon, tasks=tasks, created_by=actor
+        )
+        try:
+            config = run_config_for(campaign)
+            run_id = control.submit_run(APP_DIR, config)
+        except (ControlError, ValueError) as exc:
+            self.coord.campaigns.fail(campaign.id, f"the SuperLink refused the run: {exc}")
+            raise CampaignUnavailable(f"the campaign could not start: {exc}") from None
+        return self.coord.campaigns.mark_running(campaign.id, run_id)
+
+    def cancel(self, campaign_id: int, actor: str) -> CampaignRecord:
+        campaign = self.coord.campaigns.get(campaign_id)
+        if campaign is not None and campaign.flower_run_id is not None and self.coord.control:
+            try:
+                self.coord.control.stop_run(campaign.flower_run_id)
+            except ControlError as exc:
+                log.warning("stopping run %s: %s", campaign.flower_run_id, exc)
+        return self.coord.campaigns.cancel(campaign_id, actor)
+
+    def poll(self) -> None:
+        """Map finished runs to finished or failed campaigns."""
+        control = self.coord.control
+        if control is None:
+            return
+        for campaign in self.coord.campaigns.interrupted():
+            if campaign.flower_run_id is None:
+                continue
+            try:
+                status = control.run_status(campaign.flower_run_id)
+            except RunNotFound:
+                self._fail_lost(campaign)
+                continue
+            except ControlError as exc:
+                log.info("cannot check campaign %s now: %s", campaign.id, exc)
+                continue
+            if not status.startswith(FINISHED):
+                continue
+            outcome = status.removeprefix(FINISHED)
+            if outcome == "completed":
+                self.coord.campaigns.finish(campaign.id)
+            elif outcome != "stopped":
+                self.coord.campaigns.fail(campaign.id, f"the Flower run ended: {outcome}")
+
+    def recover(self) -> list[CampaignRecord]:
+        """At start-up: fail cleanly every running campaign whose run no longer exists."""
+        failed = []
+        for campaign in self.coord.campaigns.interrupted():
+            alive = False
+            if campaign.flower_run_id is not None and self.coord.control is not None:
+                try:
+                    status = self.coord.control.run_status(campaign.flower_run_id)
+                    alive = not status.startswith(FINISHED)
+                except ControlError:
+                    alive = False
+            if not alive:
+                failed.append(self._fail_lost(campaign))
+        return failed
+
+    def _fail_lost(self, campaign: CampaignRecord) -> CampaignRecord:
+        return self.coord.campaigns.fail(
+            campaign.id,
+            "interrupted: the coordinator or its SuperLink restarted during the campaign; the "
+            "round in progress was not published and nobody was charged twice. Start a new "
+            "campaign to continue.",
+        )
