@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from coordinator.db import utc_now
 from coordinator.flower_app import APP_DIR
 from coordinator.flower_control import ControlError, RunNotFound
 from coordinator.runtime import Coordinator
@@ -25,6 +26,7 @@ from shared.schema import Task
 log = logging.getLogger(__name__)
 
 STATISTICS_SHARE = 0.25
+MIN_EPSILON = 0.05  # the least ε a round may spend (RunSettings)
 FINISHED = "finished:"
 
 
@@ -35,11 +37,15 @@ class CampaignUnavailable(Exception):
 def run_config_for(campaign: CampaignRecord) -> dict[str, bool | int | float | str]:
     """The run config of a campaign (validated again by every node, see RunSettings)."""
     bundles = Task.BUNDLES.value in campaign.tasks
-    statistics = round(campaign.epsilon * STATISTICS_SHARE, 6) if bundles else 0.0
+    statistics = max(campaign.epsilon * STATISTICS_SHARE, MIN_EPSILON) if bundles else 0.0
+    per_round = (campaign.epsilon - statistics) / campaign.rounds
+    if per_round < MIN_EPSILON:
+        raise ValueError(
+            f"ε {campaign.epsilon:g} over {campaign.rounds} rounds leaves {per_round:.3g} per "
+            f"round, below the {MIN_EPSILON} a round needs; use fewer rounds or a larger ε"
+        )
     settings = RunSettings(
-        rounds=campaign.rounds,
-        epsilon_per_round=(campaign.epsilon - statistics) / campaign.rounds,
-        statistics_epsilon=max(statistics, 0.05) if bundles else 0.0,
+        rounds=campaign.rounds, epsilon_per_round=per_round, statistics_epsilon=statistics
     )
     config: dict[str, bool | int | float | str] = dict(settings.to_run_config())
     config["campaign-id"] = campaign.id
@@ -54,6 +60,12 @@ class CampaignRunner:
         self, *, rounds: int, epsilon: float, tasks: Sequence[str], actor: str
     ) -> CampaignRecord:
         validate_campaign(rounds, epsilon, tasks)
+        plan = CampaignRecord(
+            id=0, status="pending", rounds=rounds, epsilon=epsilon, tasks=tuple(tasks),
+            flower_run_id=None, created_by=actor, created_at=utc_now(), started_at=None,
+            finished_at=None, error=None,
+        )  # fmt: skip
+        run_config_for(plan)  # refuses a budget too thin for the rounds before anything starts
         control = self.coord.control
         if control is None:
             raise CampaignUnavailable(
