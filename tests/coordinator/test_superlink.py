@@ -93,6 +93,9 @@ def _supernode(
     ]
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
     env["FLWR_HOME"] = str(data.parent / "supernode-home")
+    # The SuperNode starts `flower-superexec` by name: the venv's bin must be on PATH even when
+    # the tests run as .venv/bin/pytest without an activated venv (as CI does).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     with log.open("ab") as out:
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
