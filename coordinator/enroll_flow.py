@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from coordinator.flower_control import ControlError, NodeKeyInUse
+from coordinator.flower_control import ControlError, NodeKeyInUse, NodeNotFound
 from coordinator.pki import fingerprint
 from coordinator.runtime import Coordinator
+from coordinator.services.enrollment import RetailerRecord
 from shared.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,9 @@ def enroll_node(
         raise EnrollmentRateLimited(
             "too many enrollment attempts from this address; wait a minute and try again"
         )
+    ca = coord.ca_certificate  # read before the token is spent: a missing file costs no token
     enrollment = coord.enrollment.enroll(token, public_key, source=source)
     node_id, registration = _register(coord, enrollment.retailer_id, public_key)
-    ca = coord.ca_certificate
     return EnrollmentResult(
         retailer_id=enrollment.retailer_id,
         retailer_name=enrollment.retailer_name,
@@ -97,13 +98,40 @@ def _register(coord: Coordinator, retailer_id: int, public_key: str) -> tuple[in
     return node_id, "registered"
 
 
+def revoke_retailer(coord: Coordinator, retailer_id: int, *, actor: str) -> RetailerRecord:
+    """Shut a retailer out everywhere: its credentials (database) and its node (SuperLink).
+
+    The database side is authoritative and done first; if the SuperLink cannot be reached the
+    node is unregistered by ``reconcile_registrations`` once it can.
+    """
+    record = coord.enrollment.revoke_retailer(retailer_id, actor=actor)
+    _unregister(coord, record)
+    return record
+
+
+def _unregister(coord: Coordinator, record: RetailerRecord) -> None:
+    if coord.control is None or record.flower_node_id is None:
+        return
+    try:
+        coord.control.unregister_node(record.flower_node_id)
+    except NodeNotFound:
+        pass
+    except ControlError as exc:
+        log.warning("unregistering revoked retailer %s: %s", record.id, exc)
+        return
+    coord.enrollment.set_flower_node_id(record.id, None)
+
+
 def reconcile_registrations(coord: Coordinator) -> int:
-    """Admit every active retailer's key that the SuperLink does not know yet; returns how
-    many were registered now."""
+    """Admit every active retailer's key the SuperLink does not know yet, and remove revoked
+    ones it still knows; returns how many were registered now."""
     if coord.control is None:
         return 0
     done = 0
-    for retailer in coord.enrollment.list_retailers(include_revoked=False):
+    for retailer in coord.enrollment.list_retailers(include_revoked=True):
+        if retailer.status != "active":
+            _unregister(coord, retailer)  # revoked while the SuperLink was unreachable
+            continue
         if retailer.flower_node_id is not None:
             continue
         node_id, _ = _register(coord, retailer.id, retailer.node_public_key)

@@ -17,6 +17,7 @@ from coordinator.api.deps import (
     ensure_can_read_retailer,
 )
 from coordinator.api.errors import AUTH_RESPONSES, NOT_FOUND, http_error, problem
+from coordinator.enroll_flow import revoke_retailer as revoke_everywhere
 from coordinator.services.enrollment import RetailerRecord
 
 router = APIRouter(prefix=API_PREFIX, tags=["retailers"], responses=AUTH_RESPONSES)
@@ -72,4 +73,4 @@ def get_retailer(retailer_id: int, principal: AnyRole, coord: CoordDep) -> Any:
 )
 def revoke_retailer(retailer_id: int, principal: Admin, coord: CoordDep) -> Any:
     """Shut a retailer out: its credentials stop working at once (idempotent, audited)."""
-    return retailer_json(coord.enrollment.revoke_retailer(retailer_id, actor=principal.name))
+    return retailer_json(revoke_everywhere(coord, retailer_id, actor=principal.name))

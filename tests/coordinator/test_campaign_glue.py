@@ -152,3 +152,58 @@ def _days(n: int):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
     return timedelta(days=n)
+
+
+class FakeControl:
+    """Stands in for the SuperLink's Control API: records what was registered."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, str] = {}
+        self.down = False
+
+    def register_node(self, public_key_line: str, name: str) -> int:
+        from coordinator.flower_control import SuperLinkUnavailable
+
+        if self.down:
+            raise SuperLinkUnavailable("down")
+        node_id = 1000 + len(self.nodes)
+        self.nodes[node_id] = public_key_line
+        return node_id
+
+    def node_id_for_key(self, public_key_line: str) -> int | None:
+        return next((i for i, k in self.nodes.items() if k == public_key_line), None)
+
+    def unregister_node(self, node_id: int) -> None:
+        from coordinator.flower_control import SuperLinkUnavailable
+
+        if self.down:
+            raise SuperLinkUnavailable("down")
+        del self.nodes[node_id]
+
+    def close(self) -> None:
+        pass
+
+
+def test_keys_follow_enrollment_and_revocation_even_through_an_outage(
+    coord: Coordinator,
+) -> None:
+    from coordinator.enroll_flow import revoke_retailer
+
+    control = FakeControl()
+    coord.control = control  # type: ignore[assignment]
+    first_token, _ = coord.enrollment.create_token("bakery", _days(1), actor="admin")
+    second_token, _ = coord.enrollment.create_token("grocer", _days(1), actor="admin")
+    first = enroll_node(coord, first_token, generate_node_keypair()[1], source="a")
+    assert first.registration == "registered" and first.flower_node_id in control.nodes
+    control.down = True
+    second = enroll_node(coord, second_token, generate_node_keypair()[1], source="b")
+    assert second.registration.startswith("pending") and len(control.nodes) == 1
+    revoke_retailer(coord, first.retailer_id, actor="admin")
+    assert first.flower_node_id in control.nodes  # the SuperLink was down: still listed
+    control.down = False
+    assert reconcile_registrations(coord) == 1  # the pending one registered now
+    assert set(control.nodes.values()) == {
+        coord.enrollment.retailer(second.retailer_id).node_public_key
+    }  # type: ignore[union-attr]
+    assert coord.enrollment.retailer(first.retailer_id).flower_node_id is None  # type: ignore[union-attr]
+    coord.control = None
