@@ -94,6 +94,16 @@ class DatabaseProgressSink:
             "limitations": LIMITATIONS,
         }
 
+    def over_budget(self, epsilon: float) -> set[int]:
+        """Flower node ids of retailers whose mirrored ledger cannot afford ``epsilon`` more."""
+        retailers = self._coord.ledger.over_budget(epsilon)
+        out = set()
+        for retailer_id in retailers:
+            record = self._coord.enrollment.retailer(retailer_id)
+            if record is not None and record.flower_node_id is not None:
+                out.add(int(record.flower_node_id))
+        return out
+
     def publish_market(self, campaign_id: int, market_json: str) -> None:
         payload: Mapping[str, Any] = json.loads(market_json)
         contributors = int(payload["contributors"])

@@ -115,9 +115,10 @@ def make_campaign_app(sink_factory: Callable[[], ProgressSink] = sink_from_env) 
                 "publish market statistics", lambda: sink.publish_market(campaign_id, market_json)
             )
 
-        make_server_app(on_record=on_record, on_finish=on_finish, on_market=on_market)(
-            grid, context
-        )
+        over_budget = getattr(sink, "over_budget", None)  # only the database sink knows
+        make_server_app(
+            on_record=on_record, on_finish=on_finish, on_market=on_market, over_budget=over_budget
+        )(grid, context)
 
     return app
 

@@ -26,6 +26,7 @@ def make_server_app(
     on_record: Callable[[RoundRecord], None] | None = None,
     on_finish: Callable[[list[np.ndarray]], None] | None = None,
     on_market: Callable[[str], None] | None = None,
+    over_budget: Callable[[float], set[int]] | None = None,
 ) -> ServerApp:
     """A ServerApp; without ``settings`` they come from the run config (deployment).
 
@@ -43,7 +44,7 @@ def make_server_app(
             strategy=strategy,
             client_manager=SimpleClientManager(),
         )
-        PrivateRoundsWorkflow(run_settings, on_record)(grid, legacy)
+        PrivateRoundsWorkflow(run_settings, on_record, over_budget)(grid, legacy)
         if on_finish is not None:
             on_finish(strategy.current)
         if on_market is not None and strategy.market is not None:

@@ -39,11 +39,17 @@ log = logging.getLogger(__name__)
 
 class PrivateRoundsWorkflow:
     def __init__(
-        self, settings: RunSettings, on_record: Callable[[RoundRecord], None] | None = None
+        self,
+        settings: RunSettings,
+        on_record: Callable[[RoundRecord], None] | None = None,
+        over_budget: Callable[[float], set[int]] | None = None,
     ) -> None:
+        """``over_budget(epsilon)`` names the nodes the coordinator's ledger mirror says cannot
+        afford ``epsilon`` more; they are not asked (their own ledgers would decline anyway)."""
         self.settings = settings
         self.records: list[RoundRecord] = []
         self.on_record = on_record
+        self.over_budget = over_budget
 
     def __call__(self, grid: Grid, context: LegacyContext) -> None:
         strategy = cast(GatedFedAvg, context.strategy)
@@ -126,6 +132,20 @@ class PrivateRoundsWorkflow:
         self, grid: Grid, strategy: GatedFedAvg, server_round: int, record: RoundRecord
     ) -> None:
         node_ids = list(grid.get_node_ids())
+        if self.over_budget is not None:
+            cost = (
+                self.settings.statistics_epsilon
+                if strategy.stage == STATISTICS_STAGE
+                else self.settings.epsilon_per_round
+            )
+            try:
+                skipped = self.over_budget(cost) & set(node_ids)
+            except Exception:  # the mirror is advisory: nodes' own ledgers still decide
+                log.exception("the ledger mirror could not be read; asking every node")
+                skipped = set()
+            for node_id in sorted(skipped):
+                record.declined[str(node_id)] = "over budget (coordinator's ledger mirror)"
+            node_ids = [n for n in node_ids if n not in skipped]
         record.queried = len(node_ids)
         content = compat.getpropertiesins_to_recorddict(
             GetPropertiesIns(strategy.round_config(server_round))

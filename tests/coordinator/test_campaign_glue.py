@@ -207,3 +207,25 @@ def test_keys_follow_enrollment_and_revocation_even_through_an_outage(
     }  # type: ignore[union-attr]
     assert coord.enrollment.retailer(first.retailer_id).flower_node_id is None  # type: ignore[union-attr]
     coord.control = None
+
+
+def test_the_ledger_mirror_names_nodes_over_budget_by_flower_id(coord: Coordinator) -> None:
+    """Feature: retail-intelligence-platform, Property 5: Privacy Budget Enforcement (the
+    coordinator's side: a node its mirror shows out of budget is not asked to join)."""
+    coord.control = FakeControl()  # type: ignore[assignment]
+    ids = []
+    for name in ("thrifty", "spent"):
+        token, _ = coord.enrollment.create_token(name, _days(1), actor="admin")
+        ids.append(enroll_node(coord, token, generate_node_keypair()[1], source=name))
+    coord.control = None
+    coord.ledger.report(ids[0].retailer_id, campaign_id=None, round=1, epsilon_spent=1.0,
+                        epsilon_cap=10.0)  # fmt: skip
+    coord.ledger.report(ids[1].retailer_id, campaign_id=None, round=1, epsilon_spent=9.5,
+                        epsilon_cap=10.0)  # fmt: skip
+    sink = DatabaseProgressSink(coord.config)
+    try:
+        assert sink.over_budget(1.0) == {ids[1].flower_node_id}
+        assert sink.over_budget(0.4) == set()
+        assert sink.over_budget(9.5) == {ids[0].flower_node_id, ids[1].flower_node_id}
+    finally:
+        sink.close()
