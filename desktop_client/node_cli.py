@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from desktop_client.enroll_cli import register as register_enroll_command
 from desktop_client.insights_cli import register as register_insight_commands
 from desktop_client.node_home import NodeHome
 from desktop_client.report_text import describe_report
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(handler=cmd_validate)
 
     register_insight_commands(sub)  # insights {kind,refresh}, report
+    register_enroll_command(sub)  # enroll URL --token TOKEN
     return parser
 
 
