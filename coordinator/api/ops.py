@@ -42,7 +42,7 @@ def superlink_state(coord: Coordinator) -> str | None:
     if coord.control is None:
         return "no SuperLink is configured: the coordinator runs without one"
     try:
-        reachable = superlink_reachable(coord)
+        reachable = superlink_reachable(coord, max_age=0.0)  # readiness: always a fresh look
     except Exception:  # anything but a clean answer means "not ready", never a 500
         log.warning("checking the SuperLink failed", exc_info=True)
         reachable = False

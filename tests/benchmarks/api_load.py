@@ -6,8 +6,11 @@ API with uvicorn, access logging on as in production) on loopback. Then:
 
 * poll: ``--clients`` concurrent async httpx clients (one connection each, a viewer
   credential) alternately GET ``/api/v1/status`` and ``/api/v1/ledger`` for ``--duration``
-  seconds: requests/s, p50/p90/p99/max latency per endpoint and overall, errors. Target: p99
-  <= 50 ms and zero errors (reported, not asserted).
+  seconds, each waiting ``--interval`` seconds (default 1) between its requests, as a polling
+  dashboard or node does: requests/s, p50/p90/p99/max latency per endpoint and overall, errors.
+  Target: p99 <= 50 ms and zero errors (reported, not asserted).
+* saturation: the same clients with no pause between requests (``--saturation-duration``
+  seconds), which measures the API's capacity on this machine rather than a polling load.
 * enroll: ``--nodes`` enrollment tokens are created through the API (admin credential), then
   each is redeemed by ``POST /api/v1/enroll`` with a fresh EC P-384 key (keys made beforehand,
   not timed), ``--enroll-concurrency`` at a time: total time, enrollments/s and per-enrollment
@@ -100,10 +103,15 @@ async def _poller(
     stop_at: list[float],
     results: dict[str, list[float]],
     errors: Counter[str],
+    interval: float,
 ) -> None:
     await start.wait()
     turn = index  # clients start on different endpoints
+    if interval > 0:  # spread the clients over one interval, as independent pollers are
+        await asyncio.sleep(interval * (index % 100) / 100.0)
     while time.monotonic() < stop_at[0]:
+        if interval > 0 and turn != index:
+            await asyncio.sleep(interval)
         path = POLL_PATHS[turn % len(POLL_PATHS)]
         turn += 1
         started = time.perf_counter()
@@ -119,7 +127,9 @@ async def _poller(
         results[path].append(elapsed)
 
 
-async def _poll(base: str, token: str, clients: int, duration: float) -> dict[str, Any]:
+async def _poll(
+    base: str, token: str, clients: int, duration: float, interval: float
+) -> dict[str, Any]:
     results: dict[str, list[float]] = {path: [] for path in POLL_PATHS}
     errors: Counter[str] = Counter()
     # The clients are made (and connected) before the clock starts: an httpx client builds an
@@ -136,7 +146,7 @@ async def _poll(base: str, token: str, clients: int, duration: float) -> dict[st
         start = asyncio.Event()
         stop_at = [0.0]
         tasks = [
-            asyncio.create_task(_poller(client, i, start, stop_at, results, errors))
+            asyncio.create_task(_poller(client, i, start, stop_at, results, errors, interval))
             for i, client in enumerate(pool)
         ]
         started = time.monotonic()
@@ -151,6 +161,7 @@ async def _poll(base: str, token: str, clients: int, duration: float) -> dict[st
     error_count = sum(errors.values())
     return {
         "clients": clients,
+        "interval_s": interval,
         "seconds": round(wall, 2),
         "requests": len(everything) + error_count,
         "requests_per_second": round((len(everything) + error_count) / wall, 1),
@@ -313,8 +324,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["daemon"] = {"ready_seconds": round(ready_s, 2), "api_url": endpoints.api_url}
         try:
             base = endpoints.api_url
+            token = viewer["access_token"]
             report["poll"] = asyncio.run(
-                _poll(base, viewer["access_token"], args.clients, args.duration)
+                _poll(base, token, args.clients, args.duration, args.interval)
+            )
+            report["saturation"] = asyncio.run(
+                _poll(base, token, args.clients, args.saturation_duration, 0.0)
             )
             report["daemon"]["rss_mb_after_poll"] = _rss_mb(proc.pid)
             if args.nodes > 0:
@@ -326,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 report["daemon"]["rss_mb_after_enroll"] = _rss_mb(proc.pid)
                 if args.second_poll:
                     report["poll_with_nodes"] = asyncio.run(
-                        _poll(base, viewer["access_token"], args.clients, args.duration)
+                        _poll(base, token, args.clients, args.duration, args.interval)
                     )
         finally:
             report["daemon"]["stop"] = _stop_daemon(proc)
@@ -340,6 +355,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of polling")
     parser.add_argument("--clients", type=int, default=100, help="concurrent polling clients")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds each client waits between polls"
+    )
+    parser.add_argument("--saturation-duration", type=float, default=10.0)
     parser.add_argument("--nodes", type=int, default=1000, help="nodes to enroll (0: skip)")
     parser.add_argument("--enroll-concurrency", type=int, default=4)
     parser.add_argument(
