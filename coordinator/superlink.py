@@ -11,6 +11,12 @@ member itself: no orphans after stop() or after a crash.
 The SuperLink keeps its state (registered node keys, runs) in an SQLite file in the data dir,
 so a restart keeps every enrolled node; a run in progress when it dies is lost and must be
 resubmitted.
+
+The family's pids are kept in ``DATA_DIR/run/superlink.pids`` while it runs. When the daemon
+itself is SIGKILLed nothing stops the SuperLink (its own session; it does not watch its
+parent), so ``start()`` first ends whatever that file names that is still a Flower process of
+this data directory (its command line names this coordinator's CA file), with the processes
+those started since the file was written.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ STABLE_SECONDS = 60.0  # a SuperLink that ran this long resets the backoff when 
 _TICK = 0.5  # how often the supervision thread looks at its child
 _REFRESH_TICKS = 4  # and every this many ticks at the sessions of its children
 _FLOWER_MARKERS = ("flower-", "flwr-")  # console scripts of the SuperLink's process family
+PIDS_FILE = Path("run") / "superlink.pids"  # under the data dir: the family, for a restart
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,21 @@ def _wait_gone(pids: set[int], timeout: float) -> set[int]:
     return remaining
 
 
+def _read_pids(path: Path) -> set[int]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {int(pid) for pid in data.get("pids", [])}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return set()
+
+
+def _write_pids(path: Path, pids: Iterable[int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"pids": sorted(pids)}) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def find_executable(name: str) -> Path:
     """The console script installed beside this interpreter (the venv's bin), else on PATH."""
     beside = Path(sys.executable).parent / name
@@ -213,6 +235,7 @@ class SuperLinkSupervisor:
         self._thread: threading.Thread | None = None
         self.restarts = 0
         self._ssl_context: ssl.SSLContext | None = None
+        self.pids_path = self.config.data_dir / PIDS_FILE
 
     # -- public ---------------------------------------------------------------------------
 
@@ -240,6 +263,7 @@ class SuperLinkSupervisor:
             if self._thread is not None:
                 raise RuntimeError("the SuperLink supervisor is already started")
             self._check_files()
+            self.end_leftovers()
             if self._port == 0:
                 self._port = free_port()
             write_cli_config(self.flwr_home, self.address, self.config.ca_cert)
@@ -302,6 +326,29 @@ class SuperLinkSupervisor:
             self._proc = None
             self._dead_roots.clear()
             self._sessions.clear()
+            self.pids_path.unlink(missing_ok=True)
+
+    def end_leftovers(self) -> set[int]:
+        """End the Flower processes a previous supervisor of this data dir recorded and did not
+        stop (its daemon was SIGKILLed), with the processes they started; returns their pids.
+        Only processes whose command line is a Flower console script naming this coordinator's
+        CA file are signalled: a recorded pid may have been reused by anything else."""
+        recorded = {pid for pid in _read_pids(self.pids_path) if self._ours(pid)}
+        if not recorded:
+            self.pids_path.unlink(missing_ok=True)
+            return set()
+        sessions = {proc.sid for pid in recorded if (proc := _read_proc(pid)) is not None}
+        leftovers = {pid for pid in _family(recorded, sessions) if self._ours(pid)}
+        logger.warning(
+            "ending Flower processes left by a previous coordinator run: %s", sorted(leftovers)
+        )
+        self._terminate(leftovers)
+        self.pids_path.unlink(missing_ok=True)
+        return leftovers
+
+    def _ours(self, pid: int) -> bool:
+        args = _cmdline(pid)
+        return _alive(pid) and _is_flower(args) and str(self.config.ca_cert) in args
 
     def family(self) -> set[int]:
         """Pids of the SuperLink and everything it started that is still alive (for tests
@@ -382,6 +429,7 @@ class SuperLinkSupervisor:
             )
         self._started_at = time.monotonic()
         self._sessions.add(self._proc.pid)
+        self._record_family()
         logger.info("SuperLink started on %s (pid %s)", self.address, self._proc.pid)
 
     def _supervise(self) -> None:
@@ -428,6 +476,14 @@ class SuperLinkSupervisor:
     def _remember_sessions(self, root: int) -> None:
         table = _process_table()
         self._sessions |= {table[pid].sid for pid in _descendants(root, table)}
+        self._record_family()
+
+    def _record_family(self) -> None:
+        """Write the family's pids for a restarted daemon (see end_leftovers); best effort."""
+        try:
+            _write_pids(self.pids_path, self.family())
+        except OSError as exc:
+            logger.warning("cannot record the SuperLink's pids in %s: %s", self.pids_path, exc)
 
     @staticmethod
     def _killpg(pgid: int, sig: signal.Signals) -> None:
