@@ -117,18 +117,27 @@ class CampaignRunner:
                 self.coord.campaigns.fail(campaign.id, f"the Flower run ended: {outcome}")
 
     def recover(self) -> list[CampaignRecord]:
-        """At start-up: fail cleanly every running campaign whose run no longer exists."""
+        """At start-up: every campaign still marked running lost its ServerApp with the old
+        daemon (the supervisor ends a dead daemon's SuperLink family before starting anew), so
+        its run is stopped if the SuperLink still lists it and the campaign is failed cleanly;
+        a run that did finish meanwhile is mapped as ``poll`` does."""
         failed = []
         for campaign in self.coord.campaigns.interrupted():
-            alive = False
-            if campaign.flower_run_id is not None and self.coord.control is not None:
+            control, run_id = self.coord.control, campaign.flower_run_id
+            if control is not None and run_id is not None:
                 try:
-                    status = self.coord.control.run_status(campaign.flower_run_id)
-                    alive = not status.startswith(FINISHED)
+                    status = control.run_status(run_id)
                 except ControlError:
-                    alive = False
-            if not alive:
-                failed.append(self._fail_lost(campaign))
+                    status = ""
+                if status == FINISHED + "completed":
+                    self.coord.campaigns.finish(campaign.id)
+                    continue
+                if status and not status.startswith(FINISHED):
+                    try:
+                        control.stop_run(run_id)
+                    except ControlError as exc:
+                        log.warning("stopping lost run %s: %s", run_id, exc)
+            failed.append(self._fail_lost(campaign))
         return failed
 
     def _fail_lost(self, campaign: CampaignRecord) -> CampaignRecord:
