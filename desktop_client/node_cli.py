@@ -19,6 +19,7 @@ from typing import Any
 
 from desktop_client.enroll_cli import register as register_enroll_command
 from desktop_client.insights_cli import register as register_insight_commands
+from desktop_client.join_cli import register as register_join_commands
 from desktop_client.node_home import NodeHome
 from desktop_client.report_text import describe_report
 from shared.ingest import (
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_insight_commands(sub)  # insights {kind,refresh}, report
     register_enroll_command(sub)  # enroll URL --token TOKEN
+    register_join_commands(sub)  # join, leave, status
     return parser
 
 
