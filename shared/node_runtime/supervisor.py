@@ -111,7 +111,12 @@ class ProcessRecord:
     started: int | None
 
     def alive(self) -> bool:
-        return self.started is not None and process_start_time(self.pid) == self.started
+        """Still the same process and not a zombie (an exited child nobody reaped yet)."""
+        return (
+            self.started is not None
+            and process_start_time(self.pid) == self.started
+            and not _is_zombie(self.pid)
+        )
 
     @classmethod
     def of(cls, pid: int) -> ProcessRecord:

@@ -1,0 +1,154 @@
+"""``retail-node join``, ``leave`` and ``status``: the messages a shop owner sees, and a real
+``join`` subprocess against a coordinator that is not there, stopped by ``leave``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import free_port
+from coordinator.pki import write_pki
+from desktop_client.node_cli import main
+from shared.enrollment import certificate_fingerprint, generate_keypair
+from shared.node_runtime.service import NodeService
+from shared.schema import Task
+from shared.synthetic import generate_demo
+
+
+def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
+    """What `retail-node enroll` stores, written directly."""
+    directory = node_dir / "enrollment"
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca_pem, directory / "ca.pem")
+    private_pem, public_line = generate_keypair()
+    key = directory / "node.key"
+    key.write_bytes(private_pem)
+    key.chmod(0o600)
+    (directory / "node.pub").write_text(public_line + "\n")
+    credentials = {
+        "api_url": "http://127.0.0.1:1",
+        "access_token": "a",
+        "refresh_token": "r",
+        "access_expires_at": "2099-01-01T00:00:00+00:00",
+        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
+        "retailer_id": 3,
+        "retailer_name": "corner-shop",
+        "superlink_address": superlink,
+        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
+        "registration": "registered",
+    }
+    (directory / "credentials.json").write_text(json.dumps(credentials))
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.3) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+def _processes_naming(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if text in cmdline:
+                found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+def test_join_without_enrollment_says_enroll_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["join", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "enroll first with `retail-node enroll URL --token T`" in err
+    assert "Traceback" not in err
+
+
+def test_join_without_data_says_how_to_prepare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pki = write_pki(tmp_path / "pki")
+    _enroll(tmp_path / "node", pki.ca_cert, f"127.0.0.1:{free_port()}")
+    assert main(["join", "--data-dir", str(tmp_path / "node")]) == 1
+    assert "retail-node join --data FILE" in capsys.readouterr().err
+
+
+def test_leave_and_status_with_nothing_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["leave", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == f"no node is running in {tmp_path.absolute()}"
+    assert main(["status", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "enrolled: no" in out and "connection: not running" in out
+    assert main(["status", "--json", "--data-dir", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["enrolled"] is False and data["running"] is False and data["ledger"] is None
+
+
+@pytest.mark.slow
+def test_join_runs_until_leave_and_reports_an_unreachable_coordinator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens on the federation port: the node keeps retrying and says so."""
+    manifest = generate_demo(tmp_path / "exports", retailers=1, seed=3, scale=0.3)
+    pki = write_pki(tmp_path / "pki")
+    node_dir = tmp_path / "node"
+    _enroll(node_dir, pki.ca_cert, f"127.0.0.1:{free_port()}")
+    command = [
+        sys.executable,
+        "-m",
+        "desktop_client.node_cli",
+        "join",
+        "--data-dir",
+        str(node_dir),
+        "--data",
+        str(manifest.retailers[0].path),
+        "--consent",
+        "demand_pricing",
+    ]
+    out_path = tmp_path / "join.out"
+    with out_path.open("wb") as out:
+        join = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        service = NodeService(node_dir)
+        assert _wait_for(lambda: service.status().connection == "unreachable", 60), (
+            out_path.read_text()
+        )
+        status = service.status()
+        assert status.running and set(status.pids) == {"owner", "supernode", "runner"}
+        assert status.pids["owner"] == join.pid
+        assert "coordinator unreachable, retrying in" in status.connection_message
+        assert status.consent[Task.DEMAND_PRICING.value] and status.name == "corner-shop"
+        assert _wait_for(lambda: "coordinator unreachable" in out_path.read_text(), 10)
+
+        capsys.readouterr()
+        assert main(["leave", "--data-dir", str(node_dir)]) == 0
+        assert capsys.readouterr().out.strip() == f"stopped the node in {node_dir}"
+        assert join.wait(30) == 0
+    finally:
+        if join.poll() is None:
+            join.send_signal(signal.SIGTERM)
+            join.wait(30)
+    printed = out_path.read_text()
+    assert "prepared" in printed and "consent: demand_pricing" in printed
+    assert "left the federation" in printed
+    assert _processes_naming(str(node_dir)) == []
+    assert main(["status", "--data-dir", str(node_dir)]) == 0
+    assert "connection: not running" in capsys.readouterr().out
