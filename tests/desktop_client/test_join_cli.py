@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +19,7 @@ from shared.enrollment import certificate_fingerprint, generate_keypair
 from shared.node_runtime.service import NodeService
 from shared.schema import Task
 from shared.synthetic import generate_demo
+from tests.process_helpers import processes_naming, wait_for
 
 
 def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
@@ -48,27 +45,6 @@ def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
         "registration": "registered",
     }
     (directory / "credentials.json").write_text(json.dumps(credentials))
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.3) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-def _processes_naming(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if text in cmdline:
-                found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 def test_join_without_enrollment_says_enroll_first(
@@ -128,7 +104,7 @@ def test_join_runs_until_leave_and_reports_an_unreachable_coordinator(
         join = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         service = NodeService(node_dir)
-        assert _wait_for(lambda: service.status().connection == "unreachable", 60), (
+        assert wait_for(lambda: service.status().connection == "unreachable", 60), (
             out_path.read_text()
         )
         status = service.status()
@@ -136,7 +112,7 @@ def test_join_runs_until_leave_and_reports_an_unreachable_coordinator(
         assert status.pids["owner"] == join.pid
         assert "coordinator unreachable, retrying in" in status.connection_message
         assert status.consent[Task.DEMAND_PRICING.value] and status.name == "corner-shop"
-        assert _wait_for(lambda: "coordinator unreachable" in out_path.read_text(), 10)
+        assert wait_for(lambda: "coordinator unreachable" in out_path.read_text(), 10)
 
         capsys.readouterr()
         assert main(["leave", "--data-dir", str(node_dir)]) == 0
@@ -149,6 +125,6 @@ def test_join_runs_until_leave_and_reports_an_unreachable_coordinator(
     printed = out_path.read_text()
     assert "prepared" in printed and "consent: demand_pricing" in printed
     assert "left the federation" in printed
-    assert _processes_naming(str(node_dir)) == []
+    assert processes_naming(str(node_dir)) == []
     assert main(["status", "--data-dir", str(node_dir)]) == 0
     assert "connection: not running" in capsys.readouterr().out

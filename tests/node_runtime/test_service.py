@@ -10,13 +10,10 @@ node, leaving no process that names the node directory.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +33,7 @@ from shared.node_runtime.supervisor import CONNECTION_EVENT, SECRET_FILE, read_s
 from shared.privacy import PrivacyLedger
 from shared.schema import Task
 from shared.synthetic import generate_demo
+from tests.process_helpers import processes_naming, wait_for
 
 
 def _frame(root: Path) -> object:
@@ -72,27 +70,6 @@ def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> str:
     }
     (directory / "credentials.json").write_text(json.dumps(credentials))
     return public_line
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.3) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-def _processes_naming(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if text in cmdline:
-                found.append(f"{entry.name}: {cmdline}")
-    return found
 
 
 # -- without a coordinator -------------------------------------------------------------------
@@ -186,13 +163,13 @@ def test_a_node_service_connects_refuses_reconnects_and_stops_clean(
         t1 = time.monotonic()
         service.start()
         logs = node_dir / "run"
-        assert _wait_for(lambda: service.status().connected, 60), (
+        assert wait_for(lambda: service.status().connected, 60), (
             logs / "supernode.log"
         ).read_text()
         timings["start to connected"] = time.monotonic() - t1
         status = service.status()
         assert set(status.pids) == {"owner", "supernode", "runner"}
-        assert _wait_for(lambda: runner_pid(node_dir) == status.pids["runner"], 30)
+        assert wait_for(lambda: runner_pid(node_dir) == status.pids["runner"], 30)
         assert ((node_dir / "run" / SECRET_FILE).stat().st_mode & 0o777) == 0o600
         with pytest.raises(NodeNotReady, match="already running"):
             NodeService(node_dir).start()
@@ -209,7 +186,7 @@ def test_a_node_service_connects_refuses_reconnects_and_stops_clean(
                 for e in read_events(node_dir).events
             )
 
-        assert _wait_for(refused, 90), (logs / "runner.log").read_text()
+        assert wait_for(refused, 90), (logs / "runner.log").read_text()
         timings["tampered run submitted to refused"] = time.monotonic() - t2
         capsys.readouterr()
         assert node_main(["status", "--json", "--data-dir", str(node_dir)]) == 0
@@ -224,7 +201,7 @@ def test_a_node_service_connects_refuses_reconnects_and_stops_clean(
 
         t3 = time.monotonic()
         superlink.stop()
-        assert _wait_for(lambda: service.status().connection == "unreachable", 60), (
+        assert wait_for(lambda: service.status().connection == "unreachable", 60), (
             logs / "supernode.log"
         ).read_text()[-3000:]
         timings["superlink stopped to unreachable"] = time.monotonic() - t3
@@ -237,7 +214,7 @@ def test_a_node_service_connects_refuses_reconnects_and_stops_clean(
         superlink = _superlink(config, tmp_path)  # same data dir and port
         superlink.start()
         assert superlink.wait_ready(30)
-        assert _wait_for(lambda: service.status().connected, 90), (
+        assert wait_for(lambda: service.status().connected, 90), (
             logs / "supernode.log"
         ).read_text()[-3000:]
         timings["superlink restarted to reconnected"] = time.monotonic() - t4
@@ -254,4 +231,4 @@ def test_a_node_service_connects_refuses_reconnects_and_stops_clean(
     state = read_state(node_dir)
     assert state is not None and state.state == "stopped"
     assert service.status().connection == "not running"
-    assert _processes_naming(str(node_dir)) == []
+    assert processes_naming(str(node_dir)) == []
