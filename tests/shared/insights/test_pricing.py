@@ -59,7 +59,8 @@ def test_recommended_price_stays_in_bounds_and_above_cost(
     """Property 9: Comprehensive Business Intelligence - the recommended price lies inside
     [max(min, cost), max], is a cent value whenever that range holds one, and is the upper
     bound (to the cent) when the cost is above it."""
-    cost = None if cost_share is None else cost_share * current
+    # Unit costs are currency amounts: whole cents, as an import gives them.
+    cost = None if cost_share is None else round(cost_share * current, 2)
     price_min, price_max = low * current, high * current
     price = optimal_price(current, elasticity, cost, price_min, price_max)
     assert price_min <= price <= price_max
