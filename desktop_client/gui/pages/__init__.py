@@ -1,0 +1,1 @@
+"""One module per page of the main window (Connect, Data, Privacy, Training, Insights, Reports)."""

@@ -1,0 +1,1 @@
+"""Plain-Python view-models behind the desktop pages: no widgets here, so each is testable alone."""
