@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, StrictStr
 from coordinator.api.deps import API_PREFIX, CoordDep, MetricsDep
 from coordinator.api.errors import PUBLIC_RESPONSES, http_error, problem
 from coordinator.enroll_flow import EnrollmentRateLimited, enroll_node
+from coordinator.pki import fingerprint
 from coordinator.services.enrollment import EnrollmentRefused
 
 router = APIRouter(prefix=API_PREFIX, tags=["enrollment"], responses=PUBLIC_RESPONSES)
@@ -84,3 +85,17 @@ def enroll(body: EnrollRequest, request: Request, coord: CoordDep, metrics: Metr
     metrics.enrollments.labels(outcome="enrolled").inc()
     out: dict[str, Any] = result.to_json()
     return out
+
+
+class CoordinatorCAOut(BaseModel):
+    """The CA nodes pin; public, so an owner can confirm its fingerprint before enrolling."""
+
+    ca_certificate: str = Field(description="The coordinator's CA (PEM)")
+    ca_fingerprint: str = Field(description="SHA-256 of the certificate (DER), colon hex")
+
+
+@router.get("/ca", response_model=CoordinatorCAOut)
+def coordinator_ca(coord: CoordDep) -> CoordinatorCAOut:
+    """The coordinator's CA certificate (no authentication: a certificate is public)."""
+    pem = coord.ca_certificate
+    return CoordinatorCAOut(ca_certificate=pem, ca_fingerprint=fingerprint(pem.encode("ascii")))

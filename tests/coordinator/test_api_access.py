@@ -33,6 +33,7 @@ ADMIN_RETAILERS = frozenset({"admin", "retailer", "other_retailer"})
 # Endpoints without authentication, tested in their own files.
 PUBLIC = {
     ("POST", f"{API}/enroll"),
+    ("GET", f"{API}/ca"),
     ("POST", f"{API}/auth/refresh"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),

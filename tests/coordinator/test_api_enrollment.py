@@ -239,3 +239,14 @@ def test_enrollment_outcomes_are_counted(world: World) -> None:
     assert 'coordinator_enrollment_attempts_total{outcome="enrolled"} 1.0' in metrics
     assert 'coordinator_enrollment_attempts_total{outcome="refused"} 1.0' in metrics
     assert 'coordinator_enrollment_attempts_total{outcome="rate_limited"} 0.0' in metrics
+
+
+def test_the_ca_is_public_so_an_owner_can_confirm_it_before_enrolling(world: World) -> None:
+    from coordinator.pki import fingerprint
+
+    response = world.client.get(f"{API}/ca")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ca_certificate"] == world.coord.ca_certificate
+    assert body["ca_fingerprint"] == fingerprint(world.coord.ca_certificate.encode("ascii"))
+    assert world.coord.enrollment.list_retailers() == []  # nothing is spent or created
