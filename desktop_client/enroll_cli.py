@@ -5,6 +5,12 @@ and its API credentials in ``<data dir>/enrollment/`` (see ``shared.enrollment``
 fingerprint is printed so the owner can compare it with the one the admin reads out: that
 comparison is what makes the pinned CA trustworthy.
 
+``--key-store`` says where the private key goes (``shared.secret_store``): ``auto`` (the default)
+uses the computer's password store when one works and otherwise stops and explains the two
+alternatives, ``encrypted`` a file protected by a passphrase, ``file`` a plain 0600 file (for
+headless servers). The passphrase comes from ``RETAIL_NODE_PASSPHRASE`` or, on a terminal, a
+prompt; it is never an argument (it would show in the process list).
+
 Exit codes: 0 enrolled, 1 refused or not possible now (the reason is printed: token used or
 expired, coordinator unreachable, already enrolled), 2 usage errors. ``--json`` prints one
 object on stdout; never a traceback.
@@ -13,6 +19,7 @@ object on stdout; never a traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -21,10 +28,32 @@ from typing import Any
 
 from desktop_client.node_home import NodeHome
 from shared.enrollment import EnrollmentError, enroll, normalise_api_url
+from shared.secret_store import KeyStore, keyring_status, passphrase_problem
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 # An environment variable keeps the token out of the process list (not a secret itself).
 TOKEN_ENV = "RETAIL_NODE_ENROLLMENT_TOKEN"  # noqa: S105
+PASSPHRASE_ENV = "RETAIL_NODE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+KEY_STORES = ("auto", *(store.value for store in KeyStore))
+
+
+def read_passphrase(prompt: str, *, confirm: bool = False) -> str | None:
+    """The passphrase from ``RETAIL_NODE_PASSPHRASE``, else asked on the terminal (twice when
+    ``confirm``: a mistyped new passphrase would lock the key away); None when neither is
+    possible or the two typings differ (the caller says what to do)."""
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        return None
+    try:
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("Type it again: ") != first:
+            print("error: the two passphrases differ", file=sys.stderr)
+            return None
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return first
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,6 +78,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--expect-fingerprint",
         metavar="SHA256",
         help="the CA fingerprint the admin gave you; a different CA is refused",
+    )
+    parser.add_argument(
+        "--key-store",
+        choices=KEY_STORES,
+        default="auto",
+        help=(
+            "where the private key goes: keyring (the computer's password store), encrypted "
+            f"(a file protected by a passphrase from {PASSPHRASE_ENV} or a prompt), file (a "
+            "plain file only you can read, for servers); auto = keyring when one works"
+        ),
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the coordinator"
@@ -83,6 +122,22 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return _report(str(exc), EXIT_USAGE, args.json)
     if not args.timeout > 0:
         return _report("--timeout must be a positive number of seconds", EXIT_USAGE, args.json)
+    store, problem = _key_store(args.key_store)
+    if store is None:
+        return _report(problem, EXIT_REFUSED, args.json)
+    passphrase = None
+    if store is KeyStore.ENCRYPTED:
+        passphrase = read_passphrase("Passphrase to protect the node's key: ", confirm=True)
+        if passphrase is None:
+            return _report(
+                f"--key-store encrypted needs a passphrase: set {PASSPHRASE_ENV} or run this "
+                "on a terminal to be asked",
+                EXIT_USAGE,
+                args.json,
+            )
+        weak = passphrase_problem(passphrase)
+        if weak is not None:
+            return _report(weak, EXIT_USAGE, args.json)
     home = NodeHome.locate(args.data_dir)
     try:
         result = enroll(
@@ -92,6 +147,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             force=args.force,
             expected_fingerprint=args.expect_fingerprint,
+            key_store=store,
+            passphrase=passphrase,
         )
     except EnrollmentError as exc:
         return _report(exc.reason, EXIT_REFUSED, args.json)
@@ -106,5 +163,20 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         print(f"SuperLink: {result.superlink_address} (node id {result.flower_node_id})")
     else:
         print(f"SuperLink registration {result.registration}")
-    print(f"Key pair, CA and credentials: {result.directory}")
+    print(f"Private key: {result.key_location.describe()}")
+    print(f"CA and credentials: {result.directory}")
     return EXIT_OK
+
+
+def _key_store(choice: str) -> tuple[KeyStore | None, str]:
+    """The store to use, or None and what the owner should do instead."""
+    if choice != "auto":
+        return KeyStore(choice), ""
+    status = keyring_status()
+    if status.available:
+        return KeyStore.KEYRING, ""
+    return None, (
+        f"{status.explanation} Enroll again with --key-store encrypted (a file protected by a "
+        f"passphrase from {PASSPHRASE_ENV} or a prompt) or --key-store file (a plain file "
+        "only your user can read, for servers)."
+    )

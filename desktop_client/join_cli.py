@@ -20,10 +20,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from desktop_client.enroll_cli import PASSPHRASE_ENV, read_passphrase
 from desktop_client.node_home import NodeHome
 from shared.node_runtime.events import Event, read_events
 from shared.node_runtime.service import ENROLL_FIRST, NodeNotReady, NodeService, NodeStatus
 from shared.schema import Task
+from shared.secret_store import KeyStore
 
 EXIT_OK, EXIT_NOT_READY, EXIT_USAGE = 0, 1, 2
 POLL_SECONDS = 0.5
@@ -104,8 +106,18 @@ def _line(event: Event) -> str:
 def cmd_join(args: argparse.Namespace) -> int:
     home = NodeHome.locate(args.data_dir)
     service = NodeService(home.root)
-    if service.enrollment is None:
+    enrollment = service.enrollment
+    if enrollment is None:
         return _error(ENROLL_FIRST, EXIT_NOT_READY)
+    passphrase = None
+    if enrollment.key_store is KeyStore.ENCRYPTED:
+        passphrase = read_passphrase("Passphrase of the node's key: ")
+        if passphrase is None:
+            return _error(
+                f"the node's key is protected by a passphrase: set {PASSPHRASE_ENV} or run "
+                "this on a terminal to be asked",
+                EXIT_NOT_READY,
+            )
     if args.data is not None:
         failed = _import(service, home, args)
         if failed is not None:
@@ -118,7 +130,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     offset = read_events(service.node_dir).next_offset  # only what happens from now on
     try:
-        service.start()
+        service.start(passphrase)
     except NodeNotReady as exc:
         signal.signal(signal.SIGTERM, previous)
         return _error(str(exc), EXIT_NOT_READY)

@@ -6,19 +6,24 @@ handed over out of band, and keeps what comes back in ``<node_dir>/enrollment/``
 
 * ``ca.pem``: the coordinator's CA, pinned from now on (the owner compares its SHA-256
   fingerprint with the one the coordinator's admin reads out),
-* ``node.key`` (0600) and ``node.pub``: the SuperNode key pair,
-* ``credentials.json`` (0600): the API address, the node's access and refresh tokens and what
-  the coordinator said about the federation (retailer id and name, SuperLink address, taxonomy
-  version, CA fingerprint, Flower node id, registration state).
+* ``node.pub``: the SuperNode public key; the private key goes to the store the owner chose
+  (``shared.secret_store``: the OS keyring, ``node.key.enc`` encrypted with a passphrase, or
+  the plain 0600 ``node.key``),
+* ``credentials.json`` (0600): the API address, the node's access and refresh tokens, which
+  store holds the key (never the key), and what the coordinator said about the federation
+  (retailer id and name, SuperLink address, taxonomy version, CA fingerprint, Flower node id,
+  registration state). An enrollment without ``key_store`` predates the choice: a ``node.key``
+  file.
 
 The files are written into a temporary directory beside the final one and renamed into place
 in one step, so an interrupted enrollment never leaves a half-written ``enrollment/``. An
 existing enrollment is never replaced unless asked (``force=True``): its key is what the
 SuperLink admits. The key is made before the token is sent, so a spent token never costs a key.
 
-For now the private key is a 0600 file in the node directory; moving it into the OS keyring
-(as the architecture asks) comes in a later issue. This module needs only ``cryptography`` and
-``httpx``: no Qt, no coordinator code, so a node can enroll with nothing else installed.
+Before enrolling, :func:`fetch_coordinator_ca` lets the owner see the coordinator's CA
+fingerprint and confirm it; passing it on as ``expected_fingerprint`` makes sure the enrollment
+pins that same CA. This module needs only ``cryptography``, ``httpx`` and ``keyring``: no Qt,
+no coordinator code, so a node can enroll with nothing else installed.
 """
 
 from __future__ import annotations
@@ -39,12 +44,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shared.secret_store import (
+    SERVICE,
+    KeyLocation,
+    KeyStore,
+    SecretStoreError,
+    delete_node_key,
+    new_key_id,
+    save_node_key,
+    write_private,
+)
+
 ENROLLMENT_DIR = "enrollment"
 CA_FILE = "ca.pem"
 KEY_FILE = "node.key"
 PUBLIC_KEY_FILE = "node.pub"
 CREDENTIALS_FILE = "credentials.json"
 ENROLL_PATH = "/api/v1/enroll"
+CA_PATH = "/api/v1/ca"
 _API_SUFFIX = "/api/v1"
 _REQUIRED = (
     "retailer_id",
@@ -84,6 +101,13 @@ class NodeEnrollment:
     access_expires_at: str
     refresh_expires_at: str
     enrolled_at: str
+    key_store: KeyStore = KeyStore.FILE
+    key_id: str | None = None
+
+    @property
+    def key_location(self) -> KeyLocation:
+        """Where the private key is (see ``shared.secret_store``)."""
+        return KeyLocation(self.key_store, self.directory, self.key_id)
 
     @property
     def ca_path(self) -> Path:
@@ -101,6 +125,14 @@ class NodeEnrollment:
     def credentials_path(self) -> Path:
         return self.directory / CREDENTIALS_FILE
 
+    def _key_reference(self) -> str:
+        location = self.key_location
+        if self.key_store is KeyStore.KEYRING:
+            return f"keyring:{SERVICE}/{location.keyring_username}"
+        if self.key_store is KeyStore.ENCRYPTED:
+            return str(location.encrypted_path)
+        return str(location.plain_path)
+
     def to_json(self) -> dict[str, Any]:
         """What a script may print: everything but the tokens."""
         return {
@@ -116,9 +148,10 @@ class NodeEnrollment:
             "access_expires_at": self.access_expires_at,
             "refresh_expires_at": self.refresh_expires_at,
             "enrolled_at": self.enrolled_at,
+            "key_store": str(self.key_store),
             "files": {
                 "ca": str(self.ca_path),
-                "private_key": str(self.key_path),
+                "private_key": self._key_reference(),
                 "public_key": str(self.public_key_path),
                 "credentials": str(self.credentials_path),
             },
@@ -181,6 +214,57 @@ def normalise_api_url(url: str) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class CoordinatorCA:
+    """The CA a coordinator presents before enrollment, for the owner to confirm."""
+
+    api_url: str
+    certificate_pem: bytes
+    fingerprint: str
+
+
+def fetch_coordinator_ca(
+    api_url: str, *, timeout: float = 15, transport: httpx.BaseTransport | None = None
+) -> CoordinatorCA:
+    """Ask the coordinator for its CA certificate (public; no token is spent) and compute its
+    fingerprint here, so what the owner compares is what will be pinned. EnrollmentError when
+    the address is wrong or the coordinator cannot be reached or is not one."""
+    try:
+        base = normalise_api_url(api_url)
+    except ValueError as exc:
+        raise EnrollmentError(str(exc)) from None
+    url = base + CA_PATH
+    try:
+        with httpx.Client(timeout=timeout, transport=transport) as client:
+            response = client.get(url)
+    except httpx.TimeoutException:
+        raise EnrollmentError(
+            f"the coordinator at {base} did not answer within {timeout:g} s; check the "
+            "address and your network, then try again"
+        ) from None
+    except httpx.TransportError as exc:
+        raise EnrollmentError(_unreachable(base, exc)) from None
+    try:
+        data = response.json() if response.status_code == 200 else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("ca_certificate"), str):
+        raise EnrollmentError(
+            f"{base} did not answer like a Retail Intelligence coordinator (HTTP "
+            f"{response.status_code} from {url}); check the address the admin gave you",
+            status_code=response.status_code,
+        )
+    pem = data["ca_certificate"].encode("ascii", errors="replace")
+    return CoordinatorCA(base, pem, certificate_fingerprint(pem))
+
+
+def _unreachable(base: str, exc: Exception) -> str:
+    return (
+        f"cannot reach the coordinator at {base} ({exc or type(exc).__name__}); check the "
+        "address, that the coordinator is running and that your network allows it"
+    )
+
+
 def load_enrollment(node_dir: Path) -> NodeEnrollment | None:
     """The node's stored enrollment, or None when it has not enrolled (or the files are
     incomplete, which only a hand edit can cause)."""
@@ -205,6 +289,8 @@ def enroll(
     timeout: float = 30,
     force: bool = False,
     expected_fingerprint: str | None = None,
+    key_store: KeyStore | str = KeyStore.FILE,
+    passphrase: str | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> NodeEnrollment:
     """Enroll this node with the coordinator at ``api_url`` using the one-time ``token``.
@@ -213,7 +299,9 @@ def enroll(
     coordinator refuses (its reason: token used, expired or unknown, rate limited, ...), cannot
     be reached, or answers something unusable; nothing is stored then. ``expected_fingerprint``
     (optional) is the CA fingerprint the owner was told: a different CA is refused.
-    ``transport`` lets tests talk to an in-process app.
+    ``key_store`` says where the private key goes (``passphrase`` encrypts it for
+    ``encrypted``); the key is stored before the token is sent, so a store that does not work
+    never costs a token. ``transport`` lets tests talk to an in-process app.
     """
     try:
         base = normalise_api_url(api_url)
@@ -229,18 +317,32 @@ def enroll(
             f"this node is already enrolled ({final}); enrolling again makes a new key and "
             "needs a new token: use --force to replace the enrollment"
         )
+    try:
+        store = KeyStore(key_store)
+    except ValueError:
+        raise EnrollmentError(
+            f"unknown key store {key_store!r}; use keyring, encrypted or file"
+        ) from None
+    previous = load_enrollment(node_dir)
     node_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".enrollment-", dir=node_dir))  # 0700
+    location = KeyLocation(store, staging, new_key_id() if store is KeyStore.KEYRING else None)
     try:
         private_pem, public_line = generate_keypair()
-        _write_private(staging / KEY_FILE, private_pem)
+        try:
+            save_node_key(location, private_pem, passphrase)
+        except SecretStoreError as exc:
+            raise EnrollmentError(exc.reason) from None
         (staging / PUBLIC_KEY_FILE).write_text(public_line + "\n", "ascii")
         payload = _post(base, token, public_line, timeout=timeout, transport=transport)
-        record = _store(staging, base, payload, expected_fingerprint)
+        record = _store(staging, base, payload, expected_fingerprint, location)
         _swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        delete_node_key(location)
         raise
+    if previous is not None and previous.key_store is KeyStore.KEYRING:
+        delete_node_key(previous.key_location)  # the replaced key is never used again
     return replace(record, directory=final)
 
 
@@ -265,10 +367,7 @@ def _post(
             "address and your network, then try again (the token is still unused)"
         ) from None
     except httpx.TransportError as exc:
-        raise EnrollmentError(
-            f"cannot reach the coordinator at {base} ({exc or type(exc).__name__}); check the "
-            "address, that the coordinator is running and that your network allows it"
-        ) from None
+        raise EnrollmentError(_unreachable(base, exc)) from None
     if response.status_code == 201:
         try:
             data = response.json()
@@ -318,7 +417,11 @@ def _detail(response: httpx.Response) -> str | None:
 
 
 def _store(
-    staging: Path, base: str, data: dict[str, Any], expected_fingerprint: str | None
+    staging: Path,
+    base: str,
+    data: dict[str, Any],
+    expected_fingerprint: str | None,
+    location: KeyLocation,
 ) -> NodeEnrollment:
     ca_pem = str(data["ca_certificate"]).encode("ascii", errors="replace")
     computed = certificate_fingerprint(ca_pem)
@@ -348,8 +451,10 @@ def _store(
         "flower_node_id": data.get("flower_node_id"),
         "registration": str(data.get("registration") or "unknown"),
         "enrolled_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "key_store": str(location.store),
+        "key_id": location.key_id,
     }
-    _write_private(
+    write_private(
         staging / CREDENTIALS_FILE, (json.dumps(credentials, indent=2) + "\n").encode("utf-8")
     )
     return _record(staging, credentials)
@@ -370,6 +475,9 @@ def _record(directory: Path, data: dict[str, Any]) -> NodeEnrollment:
         access_expires_at=str(data["access_expires_at"]),
         refresh_expires_at=str(data["refresh_expires_at"]),
         enrolled_at=str(data.get("enrolled_at", "")),
+        # Enrollments from before the choice have no key_store: their key is node.key.
+        key_store=KeyStore(str(data.get("key_store") or KeyStore.FILE)),
+        key_id=None if data.get("key_id") is None else str(data["key_id"]),
     )
 
 
@@ -377,17 +485,6 @@ def _fingerprint_text(text: str) -> str:
     """Fingerprints compare without case, colons or spaces (``aa bb`` == ``AA:BB``)."""
     clean = "".join(ch for ch in text.upper() if ch in "0123456789ABCDEF")
     return ":".join(clean[i : i + 2] for i in range(0, len(clean), 2))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Created 0600 whatever the umask, so a secret is never briefly readable by others."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _swap_into_place(staging: Path, final: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from shared.node_runtime.supervisor import (
 )
 from shared.privacy.ledger import LEDGER_FILENAME, PrivacyLedger
 from shared.schema import Task
+from shared.secret_store import SecretStoreError, discard_materialized_key, materialize_node_key
 
 ENROLL_FIRST = "this node is not enrolled: enroll first with `retail-node enroll URL --token T`"
 NO_DATA = (
@@ -155,19 +157,27 @@ class NodeService:
 
     # -- running --------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the SuperNode and the trusted runner under supervision; returns at once."""
+    def start(self, passphrase: str | None = None) -> None:
+        """Start the SuperNode and the trusted runner under supervision; returns at once.
+        ``passphrase`` opens a key kept encrypted (``shared.secret_store``); the key is put
+        where the SuperNode can load it only while the node runs."""
         enrollment = self.check_ready()
+        try:
+            key_path = materialize_node_key(self.node_dir, enrollment.key_location, passphrase)
+        except SecretStoreError as exc:
+            raise NodeNotReady(exc.reason) from exc
         supervisor = NodeSupervisor(
             self.node_dir,
             superlink=str(enrollment.superlink_address),  # checked by check_ready
             ca_path=enrollment.ca_path,
-            key_path=enrollment.key_path,
+            key_path=key_path,
             backoff_max=self.backoff_max,
         )
         try:
             supervisor.start()
         except SupervisorError as exc:
+            if not _run_by_another_process(self.node_dir):  # that one still needs the key
+                discard_materialized_key(self.node_dir)
             raise NodeNotReady(str(exc)) from exc
         self._supervisor = supervisor
 
@@ -176,6 +186,7 @@ class NodeService:
         if self._supervisor is not None:
             self._supervisor.stop()
             self._supervisor = None
+            discard_materialized_key(self.node_dir)
 
     def leave(self, timeout: float = 30.0) -> str:
         """Stop a node started by another process (``retail-node join``); says what it did.
@@ -195,6 +206,7 @@ class NodeService:
                 terminate(record.pid, 10.0)
         if _anything_alive(state, self.node_dir):
             return f"the node in {self.node_dir} did not stop; see {self.node_dir / 'run'}"
+        discard_materialized_key(self.node_dir)  # its owner normally did; a killed one did not
         return f"stopped the node in {self.node_dir}"
 
     # -- status ---------------------------------------------------------------------------
@@ -287,6 +299,16 @@ def _pids(state: RuntimeState) -> dict[str, int]:
     if state.runner is not None:
         pids["runner"] = state.runner.pid
     return pids
+
+
+def _run_by_another_process(node_dir: Path) -> bool:
+    state = read_state(node_dir)
+    return (
+        state is not None
+        and state.state != "stopped"
+        and state.owner.pid != os.getpid()
+        and state.owner.alive()
+    )
 
 
 def _anything_alive(state: RuntimeState, node_dir: Path) -> bool:

@@ -152,7 +152,7 @@ def test_daemon_enrolls_a_node_with_the_superlink_and_stops_clean(
         step = time.monotonic()
         code, enrolled = run_json(
             capsys, node_main, "enroll", endpoints.api_url, "--token", token["token"],
-            "--data-dir", node,
+            "--data-dir", node, "--key-store", "file",  # a server's node: no password store
         )  # fmt: skip
         timings["enroll"] = time.monotonic() - step
         assert code == 0, enrolled
@@ -173,7 +173,7 @@ def test_daemon_enrolls_a_node_with_the_superlink_and_stops_clean(
         # The token works once.
         code, refused = run_json(
             capsys, node_main, "enroll", endpoints.api_url, "--token", token["token"],
-            "--data-dir", tmp_path / "intruder",
+            "--data-dir", tmp_path / "intruder", "--key-store", "file",
         )  # fmt: skip
         assert code == 1
         assert "already used" in refused["error"]

@@ -4,7 +4,9 @@ The coordinator here is the real API (``create_app``) over a real database and P
 uvicorn in a thread, without a SuperLink (so registration is "pending"); the daemon test covers
 the SuperLink side. Checked: what is stored and with which permissions, the printed CA
 fingerprint, refusals with the server's reason (used token, rate limit), an unreachable
-coordinator, usage errors, and that nothing half-written is ever left behind.
+coordinator, usage errors, and that nothing half-written is ever left behind. The private key
+goes to a test keyring (keyrings.alt's file backend; no Secret Service runs here) unless a test
+chooses another store with --key-store.
 """
 
 from __future__ import annotations
@@ -41,11 +43,32 @@ from shared.enrollment import (
     PUBLIC_KEY_FILE,
     EnrollmentError,
     enroll,
+    fetch_coordinator_ca,
     load_enrollment,
     normalise_api_url,
 )
+from shared.secret_store import (
+    ENCRYPTED_KEY_FILE,
+    SERVICE,
+    KeyStore,
+    SecretStoreError,
+    load_node_key,
+)
+from tests.keyring_support import use_no_keyring, use_test_keyring
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+
+@pytest.fixture(autouse=True)
+def test_keyring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """Every test here has a working (test) password store unless it removes it."""
+    return use_test_keyring(monkeypatch, tmp_path / "keyring-data")
+
+
+def _private_key(node: Path) -> bytes:
+    enrollment = load_enrollment(node)
+    assert enrollment is not None
+    return load_node_key(enrollment.key_location, None)
 
 
 @contextlib.contextmanager
@@ -113,7 +136,7 @@ def _leftovers(node: Path) -> list[str]:
 
 
 def test_enroll_stores_key_ca_and_credentials_privately(
-    coordinator: Coord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    coordinator: Coord, tmp_path: Path, capsys: pytest.CaptureFixture[str], test_keyring: Any
 ) -> None:
     node = tmp_path / "node"
     token = coordinator.token("Corner Shop")
@@ -124,18 +147,22 @@ def test_enroll_stores_key_ca_and_credentials_privately(
     assert coordinator.fingerprint in out  # for the owner to compare with the admin's
     assert "Corner Shop" in out
     assert "registration pending" in out  # no SuperLink in this test
+    assert "password store" in out  # auto chose the (test) keyring
 
     directory = node / ENROLLMENT_DIR
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        [CA_FILE, CREDENTIALS_FILE, KEY_FILE, PUBLIC_KEY_FILE]
-    )
+        [CA_FILE, CREDENTIALS_FILE, PUBLIC_KEY_FILE]
+    )  # the private key is in the keyring, not in the node directory
     assert _mode(directory) == 0o700
-    assert _mode(directory / KEY_FILE) == 0o600
     assert _mode(directory / CREDENTIALS_FILE) == 0o600
     assert _leftovers(node) == []
 
     # The key pair is an OpenSSH P-384 pair, as Flower's SuperNode authentication loads it.
-    private = load_ssh_private_key((directory / KEY_FILE).read_bytes(), password=None)
+    saved = json.loads((directory / CREDENTIALS_FILE).read_text())
+    assert saved["key_store"] == "keyring" and "PRIVATE KEY" not in json.dumps(saved)
+    in_keyring = test_keyring.get_password(SERVICE, f"node-key/{saved['key_id']}")
+    assert in_keyring is not None and in_keyring.encode() == _private_key(node)
+    private = load_ssh_private_key(_private_key(node), password=None)
     public_line = (directory / PUBLIC_KEY_FILE).read_text().strip()
     assert public_line.startswith("ecdsa-sha2-nistp384 ")
     public = load_ssh_public_key(public_line.encode())
@@ -214,18 +241,21 @@ def test_an_enrolled_node_is_not_replaced_without_force(
     node = tmp_path / "node"
     assert run_cli(capsys, "enroll", coordinator.url, "--token", coordinator.token("A"),
                    "--data-dir", node)[0] == 0  # fmt: skip
-    old_key = (node / ENROLLMENT_DIR / KEY_FILE).read_bytes()
+    old_key = _private_key(node)
+    old_location = load_enrollment(node).key_location  # type: ignore[union-attr]
     token = coordinator.token("B")
     code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token", token, "--data-dir", node)
     assert code == EXIT_REFUSED
     assert "already enrolled" in err and "--force" in err
-    assert (node / ENROLLMENT_DIR / KEY_FILE).read_bytes() == old_key
+    assert _private_key(node) == old_key
     # The refusal happened before the token was sent: it still works, with --force.
     code, _, err = run_cli(
         capsys, "enroll", coordinator.url, "--token", token, "--data-dir", node, "--force"
     )
     assert code == EXIT_OK, err
-    assert (node / ENROLLMENT_DIR / KEY_FILE).read_bytes() != old_key
+    assert _private_key(node) != old_key
+    with pytest.raises(SecretStoreError, match="no key for this node"):
+        load_node_key(old_location)  # the replaced key left the keyring
     assert (
         json.loads((node / ENROLLMENT_DIR / CREDENTIALS_FILE).read_text())["retailer_name"] == "B"
     )
@@ -404,3 +434,99 @@ def test_an_interrupted_write_leaves_the_old_enrollment(
 )
 def test_normalise_api_url(given: str, expected: str) -> None:
     assert normalise_api_url(given) == expected
+
+
+def test_key_store_file_keeps_the_plain_0600_key_file(
+    coordinator: Coord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = tmp_path / "node"
+    code, out, err = run_cli(capsys, "enroll", coordinator.url, "--token",
+                             coordinator.token("Server Shop"), "--data-dir", node,
+                             "--key-store", "file")  # fmt: skip
+    assert code == EXIT_OK, err
+    key = node / ENROLLMENT_DIR / KEY_FILE
+    assert _mode(key) == 0o600 and str(key) in out
+    assert load_ssh_private_key(key.read_bytes(), password=None) is not None
+    assert json.loads((node / ENROLLMENT_DIR / CREDENTIALS_FILE).read_text())["key_store"] == "file"
+
+
+def test_key_store_encrypted_takes_the_passphrase_from_the_environment(
+    coordinator: Coord,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = tmp_path / "node"
+    monkeypatch.setenv("RETAIL_NODE_PASSPHRASE", "a long passphrase")
+    code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token",
+                           coordinator.token("Careful Shop"), "--data-dir", node,
+                           "--key-store", "encrypted")  # fmt: skip
+    assert code == EXIT_OK, err
+    directory = node / ENROLLMENT_DIR
+    assert not (directory / KEY_FILE).exists()
+    assert _mode(directory / ENCRYPTED_KEY_FILE) == 0o600
+    enrollment = load_enrollment(node)
+    assert enrollment is not None and enrollment.key_store is KeyStore.ENCRYPTED
+    pem = load_node_key(enrollment.key_location, "a long passphrase")
+    assert load_ssh_private_key(pem, password=None) is not None
+
+
+def test_encrypted_without_a_passphrase_or_terminal_is_a_usage_error(
+    coordinator: Coord, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = coordinator.token("No Passphrase")
+    code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token", token,
+                           "--data-dir", tmp_path / "n", "--key-store", "encrypted")  # fmt: skip
+    assert code == EXIT_USAGE  # pytest's stdin is not a terminal: nobody can be asked
+    assert "RETAIL_NODE_PASSPHRASE" in err
+    assert not (tmp_path / "n" / ENROLLMENT_DIR).exists()
+
+
+def test_auto_without_a_keyring_explains_the_choices_and_keeps_the_token(
+    coordinator: Coord,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_no_keyring(monkeypatch)
+    node = tmp_path / "node"
+    token = coordinator.token("Headless Shop")
+    code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token", token, "--data-dir", node)
+    assert code == EXIT_REFUSED
+    assert "No secure password store is available" in err
+    assert "--key-store encrypted" in err and "--key-store file" in err
+    assert not (node / ENROLLMENT_DIR).exists() and _leftovers(node) == []
+    # An explicit keyring choice fails the same way, before the token is sent.
+    code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token", token,
+                           "--data-dir", node, "--key-store", "keyring")  # fmt: skip
+    assert code == EXIT_REFUSED and "No secure password store" in err
+    assert coordinator.coord.enrollment.list_retailers() == []
+    # The token was never spent: the owner enrolls with an encrypted file instead.
+    monkeypatch.setenv("RETAIL_NODE_PASSPHRASE", "a long passphrase")
+    code, _, err = run_cli(capsys, "enroll", coordinator.url, "--token", token,
+                           "--data-dir", node, "--key-store", "encrypted")  # fmt: skip
+    assert code == EXIT_OK, err
+
+
+def test_enrollments_from_before_the_key_store_choice_still_load(
+    coordinator: Coord, tmp_path: Path
+) -> None:
+    node = tmp_path / "node"
+    enroll(coordinator.url, coordinator.token("Old Shop"), node)  # the library default: file
+    path = node / ENROLLMENT_DIR / CREDENTIALS_FILE
+    saved = json.loads(path.read_text())
+    del saved["key_store"], saved["key_id"]  # what the first releases wrote
+    path.write_text(json.dumps(saved))
+    loaded = load_enrollment(node)
+    assert loaded is not None and loaded.key_store is KeyStore.FILE
+    assert load_node_key(loaded.key_location) == (node / ENROLLMENT_DIR / KEY_FILE).read_bytes()
+
+
+def test_the_ca_can_be_checked_before_a_token_is_spent(coordinator: Coord) -> None:
+    ca = fetch_coordinator_ca(coordinator.url + "/api/v1/")
+    assert ca.fingerprint == coordinator.fingerprint
+    assert ca.api_url == coordinator.url
+    assert coordinator.coord.enrollment.list_retailers() == []
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(EnrollmentError, match="cannot reach the coordinator"):
+        fetch_coordinator_ca(unreachable, timeout=5)
