@@ -139,20 +139,23 @@ class IssueFilterModel(QSortFilterProxyModel):
         self._text = ""
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
-    def set_severity(self, severity: Severity | None) -> None:
-        self._severity = severity
-        self.invalidateFilter()
+    def set_severity(self, severity: Severity | str | None) -> None:
+        """Only issues of this severity (Qt hands enum data back as plain text)."""
+        self.beginFilterChange()
+        self._severity = Severity(severity) if severity else None
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_text(self, text: str) -> None:
+        self.beginFilterChange()
         self._text = text.strip().casefold()
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
         model = self.sourceModel()
         if not isinstance(model, IssueModel):
             return True
         issue = model.issue(source_row)
-        if self._severity is not None and issue.severity is not self._severity:
+        if self._severity is not None and issue.severity != self._severity:
             return False
         if not self._text:
             return True

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -385,6 +384,9 @@ class DataPage(QWidget):
     def _finish(self, job: BackgroundJob, done: Callable[[Any], None], result: Any) -> None:
         if job is not self._job:
             return
+        if job.token.cancelled:  # Cancel was pressed after the work ended: still discard it
+            self._cancelled(job)
+            return
         self._job = None
         done(result)
         self._update_controls()
@@ -515,7 +517,3 @@ class DataPage(QWidget):
         self.use_button.setEnabled(
             editable and not busy and self.viewmodel.usable_frame() is not None
         )
-
-    def show_error_box(self, message: str) -> None:
-        """A modal message for problems the owner must acknowledge (not used for reports)."""
-        QMessageBox.warning(self, _tr("Data"), message)
