@@ -65,6 +65,24 @@ def test_join_without_data_says_how_to_prepare(
     assert "retail-node join --data FILE" in capsys.readouterr().err
 
 
+def test_join_with_an_encrypted_key_needs_the_passphrase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pki = write_pki(tmp_path / "pki")
+    node = tmp_path / "node"
+    _enroll(node, pki.ca_cert, f"127.0.0.1:{free_port()}")
+    credentials = node / "enrollment" / "credentials.json"
+    credentials.write_text(json.dumps({**json.loads(credentials.read_text()),
+                                       "key_store": "encrypted"}))  # fmt: skip
+    monkeypatch.delenv("RETAIL_NODE_PASSPHRASE", raising=False)
+    assert main(["join", "--data-dir", str(node)]) == 1  # stdin is no terminal: nobody to ask
+    err = capsys.readouterr().err
+    assert "protected by a passphrase" in err and "RETAIL_NODE_PASSPHRASE" in err
+    monkeypatch.setenv("RETAIL_NODE_PASSPHRASE", "a long passphrase")
+    assert main(["join", "--data-dir", str(node)]) == 1  # now it gets as far as the data
+    assert "retail-node join --data FILE" in capsys.readouterr().err
+
+
 def test_leave_and_status_with_nothing_running(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
