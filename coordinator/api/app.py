@@ -13,6 +13,7 @@ from coordinator.api import (
     audit,
     auth_routes,
     campaigns,
+    deletion,
     enrollment,
     ledger,
     models,
@@ -65,6 +66,7 @@ def create_app(coord: Coordinator, runner: CampaignRunner | None = None) -> Fast
         models,
         aggregates,
         audit,
+        deletion,
         ops,
     ):
         app.include_router(module.router)  # each router carries the /api/v1 prefix

@@ -135,6 +135,15 @@ CASES = [
     Case("GET", f"{API}/audit", lambda w: f"{API}/audit?after=0&limit=10", ADMIN),
     Case("GET", f"{API}/audit/verify", lambda w: f"{API}/audit/verify", ADMIN),
     Case("GET", f"{API}/status", lambda w: f"{API}/status", ADMIN_VIEWER),
+    Case(
+        "POST",
+        f"{API}/deletion-requests",
+        lambda w: f"{API}/deletion-requests",
+        RETAILERS,
+        201,
+        lambda w: {"note": "please delete my shop's records"},
+    ),
+    Case("GET", f"{API}/deletion-requests", lambda w: f"{API}/deletion-requests", ADMIN),
 ]
 
 
