@@ -3,7 +3,9 @@
 #
 #   init-data-dir.sh DATA_DIR [API_HOST [API_PORT [SUPERLINK_HOST [SUPERLINK_PORT]]]]
 #
-# Defaults: API on 0.0.0.0:8080, SuperLink on 0.0.0.0:9092 (what the Dockerfile EXPOSEs).
+# Defaults: API on 0.0.0.0:8080, SuperLink on 127.0.0.1:9092 (the ports the Dockerfile EXPOSEs).
+# The SuperLink stays on loopback by default: its certificate names only 127.0.0.1 and
+# localhost, and its port also serves Flower's Control API (see installers/README.md).
 # `retail-coordinator init` alone binds both to 127.0.0.1 on a free port chosen at every start,
 # which suits one machine, not a server retailers reach; this sets fixed addresses in
 # DATA_DIR/coordinator.toml afterwards. Prints init's output (CA fingerprint, admin tokens).
@@ -17,7 +19,7 @@ fi
 data_dir=$1
 api_host=${2:-0.0.0.0}
 api_port=${3:-8080}
-superlink_host=${4:-0.0.0.0}
+superlink_host=${4:-127.0.0.1}
 superlink_port=${5:-9092}
 coordinator=${RETAIL_COORDINATOR:-retail-coordinator}
 
