@@ -170,6 +170,7 @@ class PageSlot(QWidget):
         if requested is not None:
             requested.connect(self.open_page_requested)
         self._layout.addWidget(page)
+        page.show()  # added to a slot already on screen: not shown by itself
         self.page = page
         return page
 
