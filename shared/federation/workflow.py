@@ -31,6 +31,7 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 
 from shared.federation.codec import SECAGG_CLIPPING_RANGE
 from shared.federation.node import STATISTICS_ROUND
+from shared.federation.prompt_grid import PromptGrid
 from shared.federation.settings import RunSettings
 from shared.federation.strategy import STATISTICS_STAGE, TRAIN_STAGE, GatedFedAvg, RoundRecord
 
@@ -53,6 +54,7 @@ class PrivateRoundsWorkflow:
 
     def __call__(self, grid: Grid, context: LegacyContext) -> None:
         strategy = cast(GatedFedAvg, context.strategy)
+        grid = grid if isinstance(grid, PromptGrid) else PromptGrid(grid)  # no 3 s reply waits
         thread, stop, registered = start_update_client_manager_thread(grid, context.client_manager)
         registered.wait()
         try:

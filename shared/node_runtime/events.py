@@ -48,6 +48,7 @@ class EventKind(StrEnum):
     TRAINED = "trained"  # stage, seconds
     EPSILON_CHARGED = "epsilon_charged"  # epsilon (increase), spent, cap
     MODEL_RECEIVED = "model_received"  # loss, examples
+    LEDGER_REPORTED = "ledger_reported"  # campaign_id, spent, cap (told to the coordinator)
     ERROR = "error"  # step, error (exception type)
 
 

@@ -93,6 +93,7 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from shared.node_runtime.events import EventKind, EventLog
+from shared.node_runtime.ledger_report import LedgerReporter, SpendReport
 from shared.node_runtime.trust import (
     PINNED,
     AllowList,
@@ -400,6 +401,7 @@ class _Observation:
     stage: str = "train"
     secagg_stage: str = ""
     spent_before: float | None = None
+    campaign_id: int | None = None  # the coordinator's campaign (run config), for its mirror
     started: float = field(default_factory=time.monotonic)
 
 
@@ -440,6 +442,7 @@ class TrustedClientAppRunner:
         self.poll_interval = poll_interval
         self.app = app if app is not None else load_trusted_app()
         self.events = events or EventLog(self.node_dir)
+        self.ledger_reporter = LedgerReporter(self.node_dir)
         self.tasks = 0
         self._refused_runs: set[int] = set()
         interceptors: list[ProtobufClientInterceptor] = [
@@ -496,6 +499,7 @@ class TrustedClientAppRunner:
                 tasks=self.tasks,
             )
             self._acquire_client.close()
+            self.ledger_reporter.close()
 
     def acquire(self) -> str | None:
         """Claim the oldest pending ClientApp task; its token, or None when there is none."""
@@ -565,6 +569,8 @@ class TrustedClientAppRunner:
 
     def _execute(self, message: Message, context: Context, run: Run) -> tuple[Message, TaskResult]:
         seen = self._observe(message)
+        campaign = context.run_config.get("campaign-id")
+        seen.campaign_id = campaign if isinstance(campaign, int) else None
         try:
             self._check_node_dir(context)
             reply = self.app(message=message, context=context)
@@ -730,6 +736,10 @@ class TrustedClientAppRunner:
                         spent=spent,
                         cap=cap,
                     )
+                    if seen.campaign_id is not None and seen.server_round is not None:
+                        self.ledger_reporter.submit(
+                            SpendReport(seen.campaign_id, seen.server_round, spent, cap)
+                        )
         elif seen.kind == MessageType.EVALUATE:
             result = compat.recorddict_to_evaluateres(reply.content)
             self._event(

@@ -8,6 +8,8 @@ when the coordinator cannot be reached.
 
 What it does:
 
+- starts both through :mod:`shared.node_runtime.launch` (the SuperNode with a short idle pull,
+  and the same commands from a frozen app);
 - picks a free loopback port for the runtime API and writes a 32-byte secret (0600) to
   ``NODE_DIR/run/superexec.secret``; both processes get it;
 - starts both in their own sessions, their output appended to ``NODE_DIR/run/*.log``;
@@ -45,6 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from shared.node_runtime.events import EventKind, EventLog
+from shared.node_runtime.launch import (
+    DEFAULT_PULL_INTERVAL,
+    FROZEN_FLAG,
+    LAUNCH_MODULE,
+    RUNNER_MODULE,
+    node_process_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,6 @@ SECRET_FILE = "superexec.secret"  # noqa: S105  # a file name, not a secret
 SUPERNODE_LOG = "supernode.log"
 RUNNER_LOG = "runner.log"
 FLWR_HOME_DIR = "flwr-home"
-RUNNER_MODULE = "shared.node_runtime.flower_runner"
 CONNECTION_EVENT = "connection"  # data: state (connected, unreachable, stopped), node_id
 
 EXIT_AUTH_OR_TLS = 305  # Flower 1.42: SuperNode could not authenticate or verify TLS
@@ -67,14 +75,6 @@ _RECOVERED = re.compile(r"Connection successful after")
 
 class SupervisorError(RuntimeError):
     """The node's processes cannot be started (already running, missing files)."""
-
-
-def _find_executable(name: str) -> Path:
-    """Flower's scripts live beside this interpreter (the venv's bin)."""
-    candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return candidate
-    raise SupervisorError(f"{name} not found next to {sys.executable}; is flwr installed?")
 
 
 def _free_port() -> int:
@@ -191,10 +191,14 @@ def _write_state(node_dir: Path, state: RuntimeState) -> None:
 def is_our_supernode(record: ProcessRecord, node_dir: Path) -> bool:
     """A live ``flower-supernode`` serving exactly this node directory."""
     args = process_cmdline(record.pid)
-    return (
-        record.alive()
-        and any(Path(a).name == "flower-supernode" for a in args[:2])
-        and f'data-path="{Path(node_dir)}"' in args
+    return record.alive() and _starts_supernode(args) and f'data-path="{Path(node_dir)}"' in args
+
+
+def _starts_supernode(args: list[str]) -> bool:
+    """Started by :func:`node_process_command` (module, frozen app) or as the Flower script."""
+    head = args[:5]
+    return any(Path(a).name == "flower-supernode" for a in head[:2]) or (
+        "supernode" in head and (LAUNCH_MODULE in head or FROZEN_FLAG in head)
     )
 
 
@@ -203,7 +207,7 @@ def is_our_runner(record: ProcessRecord, node_dir: Path) -> bool:
     args = process_cmdline(record.pid)
     return (
         record.alive()
-        and RUNNER_MODULE in args
+        and (RUNNER_MODULE in args or (FROZEN_FLAG in args[:3] and "runner" in args[:3]))
         and "--node-dir" in args
         and args[args.index("--node-dir") + 1 :][:1] == [str(Path(node_dir))]
     )
@@ -246,6 +250,7 @@ class NodeSupervisor:
         backoff_max: float = 30.0,
         stop_grace: float = 10.0,
         poll_interval: float = 0.3,
+        pull_interval: float = DEFAULT_PULL_INTERVAL,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.node_dir = Path(node_dir).absolute()
@@ -257,6 +262,7 @@ class NodeSupervisor:
         self.backoff_max = backoff_max
         self.stop_grace = stop_grace
         self.poll_interval = poll_interval
+        self.pull_interval = pull_interval  # the SuperNode's idle wait between pulls
         self._extra_env = dict(env or {})
         self.events = EventLog(self.node_dir)
         self._lock = threading.RLock()
@@ -329,39 +335,42 @@ class NodeSupervisor:
         return path
 
     def supernode_command(self, port: int, secret: Path) -> list[str]:
-        return [
-            str(_find_executable("flower-supernode")),
-            "--superlink",
-            self.superlink,
-            "--root-certificates",
-            str(self.ca_path),
-            "--auth-supernode-private-key",
-            str(self.key_path),
-            "--node-config",
-            f'data-path="{self.node_dir}"',
-            "--isolation",
-            "process",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--superexec-auth-secret-file",
-            str(secret),
-        ]
+        return node_process_command(
+            "supernode",
+            [
+                "--pull-interval",
+                str(self.pull_interval),
+                "--superlink",
+                self.superlink,
+                "--root-certificates",
+                str(self.ca_path),
+                "--auth-supernode-private-key",
+                str(self.key_path),
+                "--node-config",
+                f'data-path="{self.node_dir}"',
+                "--isolation",
+                "process",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--superexec-auth-secret-file",
+                str(secret),
+            ],
+        )
 
     def runner_command(self, port: int, secret: Path) -> list[str]:
-        return [
-            sys.executable,
-            "-P",  # the working directory is not on sys.path: only installed code runs
-            "-m",
-            RUNNER_MODULE,
-            "--runtime-address",
-            f"127.0.0.1:{port}",
-            "--node-dir",
-            str(self.node_dir),
-            "--superexec-auth-secret-file",
-            str(secret),
-        ]
+        return node_process_command(
+            "runner",
+            [
+                "--runtime-address",
+                f"127.0.0.1:{port}",
+                "--node-dir",
+                str(self.node_dir),
+                "--superexec-auth-secret-file",
+                str(secret),
+            ],
+        )
 
     def _spawn(self) -> None:
         port = _free_port()
@@ -370,7 +379,7 @@ class NodeSupervisor:
         supernode_log = self.run_dir / SUPERNODE_LOG
         self._log_offset = supernode_log.stat().st_size if supernode_log.exists() else 0
         with supernode_log.open("ab") as out:
-            self._supernode = subprocess.Popen(  # noqa: S603  # absolute path, our own arguments
+            self._supernode = subprocess.Popen(  # noqa: S603  # sys.executable, our own arguments
                 self.supernode_command(port, secret),
                 stdout=out,
                 stderr=subprocess.STDOUT,

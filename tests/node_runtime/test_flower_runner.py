@@ -32,7 +32,7 @@ from coordinator.config import DATABASE_URL_ENV, CoordinatorConfig, free_port
 from coordinator.flower_app import APP_DIR
 from coordinator.flower_control import FlowerControl, build_fab
 from coordinator.pki import generate_node_keypair, write_pki
-from coordinator.superlink import SuperLinkSupervisor, find_executable
+from coordinator.superlink import SuperLinkSupervisor
 from shared.federation.node import CANONICAL_FILE, prepare_node
 from shared.ingest import ImportOptions, import_file
 from shared.node_runtime.events import EventKind, read_events
@@ -41,6 +41,7 @@ from shared.node_runtime.flower_runner import (
     TrustedClientAppRunner,
     installed_campaign_app,
 )
+from shared.node_runtime.launch import node_process_command
 from shared.node_runtime.trust import AllowList, release_from_fab
 from shared.privacy import PrivacyLedger
 from shared.schema import Task
@@ -364,25 +365,27 @@ class Federation:
 
 
 def _start_supernode(fed_address: str, ca: Path, node: Node, logs: Path) -> None:
-    command = [
-        str(find_executable("flower-supernode")),
-        "--superlink",
-        fed_address,
-        "--root-certificates",
-        str(ca),
-        "--auth-supernode-private-key",
-        str(node.key),
-        "--node-config",
-        f'data-path="{node.directory}"',
-        "--isolation",
-        "process",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(node.runtime_port),
-        "--superexec-auth-secret-file",
-        str(node.secret),
-    ]
+    command = node_process_command(
+        "supernode",
+        [
+            "--superlink",
+            fed_address,
+            "--root-certificates",
+            str(ca),
+            "--auth-supernode-private-key",
+            str(node.key),
+            "--node-config",
+            f'data-path="{node.directory}"',
+            "--isolation",
+            "process",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(node.runtime_port),
+            "--superexec-auth-secret-file",
+            str(node.secret),
+        ],
+    )
     with (logs / f"{node.name}-supernode.log").open("ab") as out:
         node.supernode = subprocess.Popen(
             command,

@@ -1,0 +1,88 @@
+"""PromptGrid: replies are collected with short pulls, a timeout is kept, the rest delegates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+
+from shared.federation.prompt_grid import PromptGrid
+
+
+class ScriptedGrid(Grid):
+    """Flower's Grid interface over a script: replies become available after ``delay`` s."""
+
+    def __init__(self, delay: float, answered: set[str]) -> None:
+        self.delay = delay
+        self.answered = answered
+        self.pushed_at = 0.0
+        self.pulls = 0
+
+    def set_run(self, run: Any) -> None:
+        self.run_set = run
+
+    @property
+    def run(self) -> Any:
+        return "run"
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
+                       group_id: str, ttl: float | None = None) -> Message:  # fmt: skip
+        # Only the fields PromptGrid and this script read (a real Message needs a live run).
+        return cast(Message, SimpleNamespace(metadata=SimpleNamespace(dst_node_id=dst_node_id)))
+
+    def get_node_ids(self) -> Iterable[int]:
+        return [1, 2, 3]
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        self.pushed_at = time.monotonic()
+        return [f"m{m.metadata.dst_node_id}" for m in messages]
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        self.pulls += 1
+        if time.monotonic() - self.pushed_at < self.delay:
+            return []
+        replies = []
+        for mid in sorted(set(message_ids) & self.answered):
+            reply = SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=mid))
+            replies.append(cast(Message, reply))
+        return replies
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> Iterable[Message]:  # fmt: skip
+        raise AssertionError("PromptGrid must not call the inner grid's slow send_and_receive")
+
+
+def _messages(grid: Grid) -> list[Message]:
+    return [grid.create_message(RecordDict(), "train", n, "1") for n in grid.get_node_ids()]
+
+
+def test_all_replies_are_collected_soon_after_they_arrive() -> None:
+    inner = ScriptedGrid(delay=0.3, answered={"m1", "m2", "m3"})
+    grid = PromptGrid(inner, poll_interval=0.05)
+    started = time.monotonic()
+    replies = list(grid.send_and_receive(_messages(grid), timeout=10))
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["m1", "m2", "m3"]
+    assert inner.pulls >= 2  # it waited for them, pulling again
+    assert time.monotonic() - started < 3  # Flower's own grid would have slept 3 s
+
+
+def test_missing_replies_end_at_the_timeout_with_what_arrived() -> None:
+    inner = ScriptedGrid(delay=0.0, answered={"m1"})
+    grid = PromptGrid(inner, poll_interval=0.05)
+    replies = list(grid.send_and_receive(_messages(grid), timeout=0.3))
+    assert [r.metadata.reply_to_message_id for r in replies] == ["m1"]
+
+
+def test_everything_else_is_delegated() -> None:
+    inner = ScriptedGrid(delay=0.0, answered=set())
+    grid = PromptGrid(inner)
+    grid.set_run(cast(Any, "r"))
+    assert inner.run_set == "r" and grid.run == "run"
+    assert list(grid.get_node_ids()) == [1, 2, 3]
+    with pytest.raises(ValueError):
+        PromptGrid(inner, poll_interval=0)
