@@ -38,6 +38,7 @@ from shared.privacy import PrivacyLedger
 from shared.schema import FIELD_NAMES, FIELDS_BY_NAME
 
 Progress = Callable[[int, str], None]
+BUSY = -1  # progress value for a step whose share of the work cannot be known
 
 
 class ImportCancelled(Exception):
@@ -150,7 +151,7 @@ class DataImportViewModel:
             origin = MappingOrigin.SUGGESTED
         del peek
         cancel.check()
-        progress(20, "Reading and checking every row")
+        progress(BUSY, "Reading and checking every row")  # one library call: no percentage
         options = ImportOptions(customer_key=self.home.customer_key())
         result = import_file(path, mapping, options)
         cancel.check()

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from desktop_client.gui.context import AppContext
 from desktop_client.gui.models import DataFrameModel, IssueFilterModel, IssueModel
 from desktop_client.viewmodels.data_import import (
+    BUSY,
     CancelToken,
     DataImportViewModel,
     ImportCancelled,
@@ -371,6 +372,7 @@ class DataPage(QWidget):
         job.signals.failed.connect(lambda message, j=job: self._failed(j, message))
         job.signals.cancelled.connect(lambda j=job: self._cancelled(j))
         self.problem_label.clear()
+        self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.status_label.setText(text)
         self._update_controls()
@@ -378,7 +380,11 @@ class DataPage(QWidget):
 
     def _progress(self, job: BackgroundJob, percent: int, text: str) -> None:
         if job is self._job:
-            self.progress.setValue(percent)
+            if percent == BUSY:
+                self.progress.setRange(0, 0)  # a moving bar: working, share unknown
+            else:
+                self.progress.setRange(0, 100)
+                self.progress.setValue(percent)
             self.status_label.setText(_tr(text))
 
     def _finish(self, job: BackgroundJob, done: Callable[[Any], None], result: Any) -> None:

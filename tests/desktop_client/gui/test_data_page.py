@@ -139,6 +139,17 @@ def test_a_binary_file_gets_a_plain_message(qtbot: QtBot, page: DataPage, tmp_pa
     assert page.preview_model.rowCount() == 0
 
 
+def test_an_unreadable_encoding_gets_a_plain_message(
+    qtbot: QtBot, page: DataPage, tmp_path: Path
+) -> None:
+    bad = tmp_path / "utf16.csv"  # UTF-16 without a byte-order mark: unreadable as text
+    bad.write_bytes("SKU,Qty,Price,Date\nA1,1,2.50,2025-01-01\n".encode("utf-16-le"))
+    open_and_wait(qtbot, page, bad)
+    message = page.problem_label.text()
+    assert str(bad) in message and "Export your sales as CSV" in message
+    assert not page.use_button.isEnabled()
+
+
 def test_cancel_mid_import_changes_nothing(qtbot: QtBot, page: DataPage, export: Path) -> None:
     page.open_path(export)
     assert page.cancel_button.isVisible() and page.busy
