@@ -7,6 +7,7 @@ and checking a file runs on a QThreadPool worker so the window never freezes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,16 @@ class BackgroundJob(QRunnable):
         self.setAutoDelete(False)  # the page keeps it until its signals have been delivered
         self.signals = _JobSignals()
         self.token = CancelToken()
+        self.returned = threading.Event()  # set once run() is over: safe to let go
         self._work = work
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.returned.set()
+
+    def _run(self) -> None:
         try:
             result = self._work(self.signals.progress.emit, self.token)
         except ImportCancelled:
@@ -84,6 +92,19 @@ class BackgroundJob(QRunnable):
             self.signals.cancelled.emit()
         else:
             self.signals.finished.emit(result)
+
+
+class JobKeeper:
+    """Holds every started job until its ``run`` has returned, so Python never frees a
+    runnable the pool is still executing (a superseded import keeps running until it ends)."""
+
+    def __init__(self) -> None:
+        self._jobs: list[BackgroundJob] = []
+
+    def start(self, job: BackgroundJob) -> None:
+        self._jobs = [j for j in self._jobs if not j.returned.is_set()]
+        self._jobs.append(job)
+        QThreadPool.globalInstance().start(job)
 
 
 def _tr(text: str) -> str:
@@ -104,6 +125,7 @@ class DataPage(QWidget):
         self.context = context
         self.viewmodel = DataImportViewModel(context.node_dir)
         self._job: BackgroundJob | None = None
+        self._keeper = JobKeeper()
         self._filling_mapping = False
         self.setAcceptDrops(not context.viewer)
         self._build()
@@ -376,7 +398,7 @@ class DataPage(QWidget):
         self.progress.setValue(0)
         self.status_label.setText(text)
         self._update_controls()
-        QThreadPool.globalInstance().start(job)
+        self._keeper.start(job)
 
     def _progress(self, job: BackgroundJob, percent: int, text: str) -> None:
         if job is self._job:

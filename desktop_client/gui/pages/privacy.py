@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QCoreApplication, QRectF, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QRectF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QPainter, QPaintEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_client.gui.context import AppContext
-from desktop_client.gui.pages.data import BackgroundJob
+from desktop_client.gui.pages.data import BackgroundJob, JobKeeper
 from desktop_client.viewmodels.data_import import CancelToken, Progress
 from desktop_client.viewmodels.privacy_budget import (
     Budget,
@@ -123,7 +124,8 @@ class PrivacyPage(QWidget):
         super().__init__(parent)
         self.context = context
         self.viewmodel = PrivacyViewModel(context.node_dir)
-        self._jobs: set[BackgroundJob] = set()
+        self._keeper = JobKeeper()
+        self._cost_check = 0
         self._filling = False
         self._build()
         self._apply_mode()
@@ -344,9 +346,12 @@ class PrivacyPage(QWidget):
             return viewmodel.next_round_cost(offer), reason
 
         self.cost_label.setText(_tr("Next round: checking…"))
-        self._run(work, self._cost_done)
+        self._cost_check += 1
+        self._run(work, partial(self._cost_done, self._cost_check))
 
-    def _cost_done(self, result: tuple[RoundCost, str]) -> None:
+    def _cost_done(self, check: int, result: tuple[RoundCost, str]) -> None:
+        if check != self._cost_check:
+            return  # an older check, overtaken by a newer one (consent or cap changed)
         cost, reason = result
         text = _tr("Next round: {message}").format(message=_tr(cost.message))
         if reason and not cost.known:
@@ -464,17 +469,10 @@ class PrivacyPage(QWidget):
         self, work: Callable[[Progress, CancelToken], Any], done: Callable[[Any], None]
     ) -> None:
         job = BackgroundJob(work)
-        self._jobs.add(job)
-        job.signals.finished.connect(lambda result, j=job: self._finished(j, done, result))
-        job.signals.failed.connect(lambda message, j=job: self._failed(j, message))
-        job.signals.cancelled.connect(lambda j=job: self._jobs.discard(j))
-        QThreadPool.globalInstance().start(job)
+        job.signals.finished.connect(done)
+        job.signals.failed.connect(self._failed)
+        self._keeper.start(job)
 
-    def _finished(self, job: BackgroundJob, done: Callable[[Any], None], result: Any) -> None:
-        self._jobs.discard(job)
-        done(result)
-
-    def _failed(self, job: BackgroundJob, message: str) -> None:
-        self._jobs.discard(job)
+    def _failed(self, message: str) -> None:
         self.message_label.setText(message)
         self.job_failed.emit(message)
