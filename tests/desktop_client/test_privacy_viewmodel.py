@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import stat
 import zipfile
 from collections.abc import Iterator
@@ -25,12 +26,17 @@ from desktop_client.viewmodels.privacy_budget import (
     round_settings,
 )
 from desktop_client.viewmodels.privacy_coordinator import CoordinatorClient, CoordinatorProblem
-from desktop_client.viewmodels.privacy_erase import erase_local_copies, local_copies
+from desktop_client.viewmodels.privacy_erase import (
+    EraseRefused,
+    erase_local_copies,
+    local_copies,
+)
 from desktop_client.viewmodels.privacy_export import export_with_listing
 from shared.enrollment import CREDENTIALS_FILE, enrollment_dir
 from shared.federation.node import CANONICAL_FILE
 from shared.federation.settings import RunSettings
 from shared.node_runtime.events import EventKind, EventLog
+from shared.node_runtime.supervisor import ProcessRecord, RuntimeState, state_path
 from shared.privacy import LEDGER_FILENAME, LedgerError, PrivacyLedger, release_id_for
 from shared.schema import Task
 from shared.synthetic import generate_demo
@@ -304,3 +310,19 @@ def test_not_enrolled_and_unreachable_are_plain_messages(tmp_path: Path) -> None
     )
     with pytest.raises(CoordinatorProblem, match="cannot reach the coordinator"):
         CoordinatorClient(tmp_path, timeout=5).request_deletion()
+
+
+def test_erase_is_refused_while_the_node_takes_part(tmp_path: Path, export_file: Path) -> None:
+    """As when this app's own process runs the node (Training page): nothing is deleted."""
+    node = prepared(tmp_path / "node", export_file)
+    state = RuntimeState(owner=ProcessRecord.of(os.getpid()), superlink="127.0.0.1:9092")
+    state.state = "connected"
+    path = state_path(node)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(state.to_json()), "utf-8")
+    with pytest.raises(EraseRefused, match="leave training first"):
+        erase_local_copies(node)
+    assert (node / CANONICAL_FILE).exists()
+    state.state = "stopped"
+    path.write_text(json.dumps(state.to_json()), "utf-8")
+    assert CANONICAL_FILE in erase_local_copies(node).removed
