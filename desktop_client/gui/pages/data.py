@@ -209,10 +209,10 @@ class DataPage(QWidget):
         self.mapping_table.setHorizontalHeaderLabels(
             [_tr("Field"), _tr("Your column"), _tr("Confidence")]
         )
-        self.mapping_table.horizontalHeader().setSectionResizeMode(
-            0, QHeaderView.ResizeMode.ResizeToContents
-        )
-        self.mapping_table.horizontalHeader().setStretchLastSection(True)
+        header = self.mapping_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.mapping_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         layout.addWidget(self.mapping_table, 1)
         row = QHBoxLayout()

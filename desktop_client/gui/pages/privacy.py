@@ -186,6 +186,7 @@ class PrivacyPage(QWidget):
         self.chart = pg.PlotWidget()
         self.chart.setAccessibleName(_tr("ε spent per round"))
         self.chart.setMinimumHeight(160)
+        self.chart.setMaximumHeight(260)
         self.chart.setBackground(None)
         self.chart.setLabel("left", "ε")
         self.chart.setMouseEnabled(x=False, y=False)
