@@ -1,13 +1,14 @@
 """Smoke test of the real desktop bundle: build it with installers/desktop/build.sh, then run
 the frozen executable as a retailer's machine would (app self-test, node CLI, node processes).
 
-Building takes 5-15 minutes and a few GB of disk, so it runs only when asked:
+Building takes 5-30 minutes and a few GB of disk, so it runs only when asked:
     RETAIL_BUILD_INSTALLER=1 pytest tests/installers/test_desktop_bundle.py
 RETAIL_INSTALLER_BUILD_DIR reuses a build root (default: a fresh temporary directory).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("RETAIL_BUILD_INSTALLER") != "1",
-        reason="builds the PyInstaller bundle (5-15 min, GBs of disk): "
+        reason="builds the PyInstaller bundle (5-30 min, GBs of disk): "
         "set RETAIL_BUILD_INSTALLER=1 to run it",
     ),
 ]
@@ -85,6 +86,30 @@ def test_frozen_node_cli_validates_a_real_export(bundle: Path, tmp_path: Path) -
     assert exports, f"generate-demo wrote no export under {demo}"
     checked = _run(bundle, "--node-cli", "validate", str(exports[0]), tmp_path=tmp_path)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+
+
+def test_frozen_runner_trusts_the_campaign_app_the_coordinator_submits(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """The bundled runner builds the campaign FAB from its own copy of coordinator/flower_app;
+    its hash must equal the one built from the source tree (what the coordinator submits),
+    else the frozen node would refuse every campaign as untrusted."""
+    frozen = _run(bundle, "--node-process", "runner", "--print-release", tmp_path=tmp_path)
+    assert frozen.returncode == 0, frozen.stderr[-3000:]
+    source = subprocess.run(
+        [sys.executable, "-m", "shared.node_runtime.flower_runner", "--print-release"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=600,
+    )
+
+    def hashes(text: str) -> list[tuple[str, str, str]]:
+        releases = json.loads(text)["releases"]
+        return [(r["app_id"], r["content_sha256"], r["fab_sha256"]) for r in releases]
+
+    assert hashes(frozen.stdout) == hashes(source.stdout)
 
 
 @pytest.mark.parametrize(
