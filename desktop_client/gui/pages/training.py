@@ -103,7 +103,11 @@ class TrainingPage(QWidget):
         self.notice.setAccessibleName(_tr("Message"))
         layout.addWidget(self.notice)
 
-        middle = QHBoxLayout()
+        columns = QHBoxLayout()
+        left, right = QVBoxLayout(), QVBoxLayout()
+        columns.addLayout(left, 2)
+        columns.addLayout(right, 3)
+        layout.addLayout(columns, 1)
         status_box = QGroupBox(_tr("Now"), self)
         form = QFormLayout(status_box)
         self.connection = self._value(status_box, "connection", _tr("Connection"))
@@ -112,7 +116,7 @@ class TrainingPage(QWidget):
         form.addRow(_tr("Connection:"), self.connection)
         form.addRow(_tr("Campaign and round:"), self.round)
         form.addRow(_tr("Privacy budget:"), self.budget)
-        middle.addWidget(status_box, 2)
+        left.addWidget(status_box)
 
         chart_box = QGroupBox(_tr("Loss per round (lower is better)"), self)
         chart_layout = QVBoxLayout(chart_box)
@@ -125,15 +129,14 @@ class TrainingPage(QWidget):
         plot.setMenuEnabled(False)
         plot.setLabel("bottom", _tr("Round"))
         plot.setLabel("left", _tr("Loss"))
-        plot.addLegend(offset=(10, 10))
+        plot.getAxis("left").enableAutoSIPrefix(False)  # losses read as they are, not x0.001
+        plot.addLegend(offset=(-10, 10))  # top right, clear of the first rounds' points
         self.chart_empty = QLabel(_tr("No round has finished yet."), chart_box)
         self.chart_empty.setObjectName("chart-empty")
         chart_layout.addWidget(self.chart)
         chart_layout.addWidget(self.chart_empty)
-        middle.addWidget(chart_box, 3)
-        layout.addLayout(middle, 3)
+        right.addWidget(chart_box, 3)
 
-        bottom = QHBoxLayout()
         log_box = QGroupBox(_tr("What the node did"), self)
         log_layout = QVBoxLayout(log_box)
         self.log = QPlainTextEdit(log_box)
@@ -142,7 +145,7 @@ class TrainingPage(QWidget):
         self.log.setAccessibleName(_tr("Log of the node's recent events"))
         self.log.setPlaceholderText(_tr("Nothing has happened yet."))
         log_layout.addWidget(self.log)
-        bottom.addWidget(log_box, 3)
+        right.addWidget(log_box, 2)
 
         declines_box = QGroupBox(_tr("Rounds you did not take part in"), self)
         declines_layout = QVBoxLayout(declines_box)
@@ -158,8 +161,7 @@ class TrainingPage(QWidget):
         self.declines_help.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.declines_help.linkActivated.connect(self._open_link)
         declines_layout.addWidget(self.declines_help)
-        bottom.addWidget(declines_box, 2)
-        layout.addLayout(bottom, 2)
+        left.addWidget(declines_box, 1)
 
         self.setTabOrder(self.join_button, self.leave_button)
         self.setTabOrder(self.leave_button, self.log)
@@ -268,6 +270,9 @@ class TrainingPage(QWidget):
                 symbolBrush=colour,
                 name=_tr("Campaign {run}").format(run=run),
             )
+        rounds = sorted({p.round for p in losses})
+        axis = plot.getAxis("bottom")
+        axis.setTicks([[(r, str(r)) for r in rounds]] if 0 < len(rounds) <= 20 else None)
         self.chart_empty.setVisible(not losses)
 
     def _draw_declines(self, snap: TrainingSnapshot) -> None:
@@ -283,7 +288,8 @@ class TrainingPage(QWidget):
             )
             item.setToolTip(3, decline.reason)
             self.declines.addTopLevelItem(item)
-        self.declines.resizeColumnToContents(0)
+        for column in (0, 1, 2):
+            self.declines.resizeColumnToContents(column)
         causes = {d.cause for d in snap.declines}
         if causes & {"consent", "budget"} and not self.context.viewer:
             link = _tr("Check consent and budget on the Privacy page")
