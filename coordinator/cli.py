@@ -307,6 +307,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _refuse(str(exc), args.json)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from coordinator.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(
+        workdir=args.workdir, retailers=args.retailers, rounds=args.rounds,
+        epsilon=args.epsilon, seed=args.seed,
+    )  # fmt: skip
+    try:
+        summary = run_demo(options, lambda line: print(line, file=sys.stderr, flush=True))
+    except DemoError as exc:
+        return _refuse(str(exc), args.json)
+    except KeyboardInterrupt:
+        print("interrupted: every process of the demo was stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(summary.to_json())
+    else:
+        print("\n".join(summary.lines()))
+    return EXIT_OK
+
+
 # -- admin commands over the API --------------------------------------------------------------
 
 
@@ -500,6 +521,25 @@ def build_parser() -> argparse.ArgumentParser:
     tax.add_argument("--json", action="store_true")
     tax.add_argument("--output", help="also write it to this file")
     tax.set_defaults(handler=cmd_taxonomy)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole federation on real processes on this machine (the README's main command)",
+        description=(
+            "Initialise a coordinator, serve it on free loopback ports, enroll and join synthetic "
+            "retailers as headless nodes, run one DP-SGD + SecAgg+ campaign over TLS, compute "
+            "every node's insights and stop everything."
+        ),
+    )
+    demo.add_argument("--retailers", type=int, default=5, help="synthetic retailers (at least 5)")
+    demo.add_argument("--rounds", type=int, default=3, help="training rounds")
+    demo.add_argument("--epsilon", type=float, default=3.0, help="ε per retailer for the campaign")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic retailers")
+    demo.add_argument(
+        "--workdir", type=Path, default=Path("demo-federation"), help="where everything is kept"
+    )
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.set_defaults(handler=cmd_demo)
 
     sim = sub.add_parser(
         "simulate", help="what-if: a federated campaign in the simulation engine over files"

@@ -49,6 +49,7 @@ class EventKind(StrEnum):
     EPSILON_CHARGED = "epsilon_charged"  # epsilon (increase), spent, cap
     MODEL_RECEIVED = "model_received"  # loss, examples
     LEDGER_REPORTED = "ledger_reported"  # campaign_id, spent, cap (told to the coordinator)
+    INSIGHTS_REFRESHED = "insights_refreshed"  # seconds, report (after a campaign's last round)
     ERROR = "error"  # step, error (exception type)
 
 

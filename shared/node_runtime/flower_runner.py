@@ -93,6 +93,7 @@ from flwr.supernode.runtime.run_clientapp import (
 )
 
 from shared.node_runtime.events import EventKind, EventLog
+from shared.node_runtime.insight_refresh import InsightRefresher
 from shared.node_runtime.ledger_report import LedgerReporter, SpendReport
 from shared.node_runtime.trust import (
     PINNED,
@@ -402,6 +403,7 @@ class _Observation:
     secagg_stage: str = ""
     spent_before: float | None = None
     campaign_id: int | None = None  # the coordinator's campaign (run config), for its mirror
+    final_round: int | None = None  # the run's last round: its model triggers new insights
     started: float = field(default_factory=time.monotonic)
 
 
@@ -443,6 +445,7 @@ class TrustedClientAppRunner:
         self.app = app if app is not None else load_trusted_app()
         self.events = events or EventLog(self.node_dir)
         self.ledger_reporter = LedgerReporter(self.node_dir)
+        self.insight_refresher = InsightRefresher(self.node_dir)
         self.tasks = 0
         self._refused_runs: set[int] = set()
         interceptors: list[ProtobufClientInterceptor] = [
@@ -500,6 +503,7 @@ class TrustedClientAppRunner:
             )
             self._acquire_client.close()
             self.ledger_reporter.close()
+            self.insight_refresher.close()
 
     def acquire(self) -> str | None:
         """Claim the oldest pending ClientApp task; its token, or None when there is none."""
@@ -571,6 +575,8 @@ class TrustedClientAppRunner:
         seen = self._observe(message)
         campaign = context.run_config.get("campaign-id")
         seen.campaign_id = campaign if isinstance(campaign, int) else None
+        rounds = context.run_config.get("rounds")
+        seen.final_round = rounds if isinstance(rounds, int) else None
         try:
             self._check_node_dir(context)
             reply = self.app(message=message, context=context)
@@ -749,6 +755,8 @@ class TrustedClientAppRunner:
                 loss=float(result.loss),
                 examples=int(result.num_examples),
             )
+            if seen.server_round is not None and seen.server_round == seen.final_round:
+                self.insight_refresher.submit(seen.run_id, seen.server_round)
 
     def _read_ledger(self) -> tuple[float, float] | None:
         """(spent, cap) from the node's ledger, the authority; None if it has none."""

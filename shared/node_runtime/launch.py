@@ -27,6 +27,8 @@ from typing import Any
 LAUNCH_MODULE = "shared.node_runtime.launch"
 RUNNER_MODULE = "shared.node_runtime.flower_runner"
 FROZEN_FLAG = "--node-process"
+FROZEN_NODE_CLI_FLAG = "--node-cli"
+NODE_CLI_MODULE = "desktop_client.node_cli"
 DEFAULT_PULL_INTERVAL = 0.5
 FLOWER_IDLE_SLEEP = 3  # the literal Flower 1.42 sleeps after an empty pull
 PATCHED_MODULE = "flwr.supernode.start_client_internal"
@@ -46,6 +48,13 @@ def node_process_command(kind: str, args: Sequence[str]) -> list[str]:
     module = RUNNER_MODULE if kind == "runner" else LAUNCH_MODULE
     prefix = [] if kind == "runner" else ["supernode"]
     return [sys.executable, "-P", "-m", module, *prefix, *args]
+
+
+def node_cli_command(args: Sequence[str]) -> list[str]:
+    """The argv of a ``retail-node`` command from this install (or the frozen app)."""
+    if is_frozen():
+        return [sys.executable, FROZEN_NODE_CLI_FLAG, *args]
+    return [sys.executable, "-P", "-m", NODE_CLI_MODULE, *args]
 
 
 class _ShortIdleTime:

@@ -404,11 +404,20 @@ class NodeSupervisor:
         self._set("starting", f"connecting to the coordinator at {self.superlink}")
 
     def _terminate_children(self) -> None:
-        for proc in (self._runner, self._supernode):  # runner first: it stops between tasks
-            if proc is not None and proc.poll() is None:
-                terminate(proc.pid, self.stop_grace)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=self.stop_grace)
+        """Both at once: the runner stops between tasks, the SuperNode's own shutdown takes
+        seconds (Flower closes its runtime API and leaves the SuperLink), so waiting for them
+        one after the other only doubles the time ``leave`` takes."""
+        live = [p for p in (self._runner, self._supernode) if p is not None and p.poll() is None]
+        workers = [
+            threading.Thread(target=terminate, args=(proc.pid, self.stop_grace), daemon=True)
+            for proc in live
+        ]
+        for worker in workers:
+            worker.start()
+        for worker, proc in zip(workers, live, strict=True):
+            worker.join()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.stop_grace)
         self._runner = self._supernode = None
         self.state.supernode = self.state.runner = None
         self.state.runtime_port = None

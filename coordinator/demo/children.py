@@ -1,0 +1,117 @@
+"""Child processes that never outlive the demo, also when it is interrupted.
+
+Why: a demo that leaves a SuperLink or a SuperNode running after Ctrl-C is worse than no demo.
+Each child runs in its own session (so a terminal's Ctrl-C reaches only the demo, which then
+stops the children in order), logs to its own file, and :meth:`ChildProcesses.stop_all` ends
+what is left, process groups included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class ChildProcesses:
+    """Starts children with their own session and a log file each; stops them all."""
+
+    log_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], *, cwd: Path | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(  # noqa: S603  # our own interpreter and modules
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                cwd=cwd,
+                start_new_session=True,
+            )
+        child = Child(name, process, log)
+        self.children.append(child)
+        return child
+
+    def stop(self, children: list[Child], grace: float = 20.0) -> None:
+        """SIGTERM every child at once (each stops its own children), then SIGKILL whatever of
+        their sessions is left after ``grace`` s."""
+        for child in children:
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+        for child in children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(5)
+
+    def stop_all(self, grace: float = 20.0) -> None:
+        """The nodes together first, then the coordinator (the first child started)."""
+        if self.children:
+            self.stop(self.children[1:], grace)
+            self.stop(self.children[:1], grace)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Live processes whose command line names a path inside ``directory`` (leftover check)."""
+    marker = str(directory)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            state = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if state[state.rfind(")") + 2 :].split()[:1] in (["Z"], ["X"]):
+            continue
+        if any(marker in arg for arg in args):
+            found.append(int(entry.name))
+    return found
+
+
+def end_leftovers(directory: Path, grace: float = 5.0) -> list[int]:
+    """SIGTERM, then SIGKILL, every process still serving ``directory``; returns their pids."""
+    leftovers = processes_under(directory)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and processes_under(directory):
+        time.sleep(0.2)
+    for pid in processes_under(directory):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return leftovers

@@ -1,0 +1,337 @@
+"""The demo federation's life, step by step, on real processes on loopback.
+
+Each step is what a person would do, done by the same commands: ``retail-coordinator init`` and
+``serve``; an admin's enrollment token per retailer; ``retail-node enroll`` and ``retail-node
+join`` per retailer (the node runtime: a supervised SuperNode with TLS and its enrolled key,
+and the app's own trusted runner); a campaign started over the admin API; then ``retail-node
+insights refresh`` and ``retail-node report`` on every node, started by each node's runner
+after the last round. Children are started with this
+interpreter (``python -m ...``), so the demo works without an activated virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from coordinator.admin_client import AdminClient, AdminClientError, Endpoints
+from coordinator.demo.children import Child, ChildProcesses, end_leftovers
+from coordinator.demo.summary import DemoSummary, NodeOutcome, summarise
+
+MARKER = ".retail-demo"
+DEMO_TASKS = ("demand_pricing", "forecasting", "bundles")
+START_TIMEOUT = 90.0
+CONNECT_TIMEOUT = 120.0
+ROUND_TIMEOUT = 240.0  # one round, statistics included, on a loaded 2-core machine
+STEP_TIMEOUT = 300.0
+
+Progress = Callable[[str], None]
+
+
+class DemoError(RuntimeError):
+    """The demo could not go on; the message says what failed and where its logs are."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workdir: Path
+    retailers: int = 5
+    rounds: int = 3
+    epsilon: float = 3.0
+    seed: int = 7
+    scale: float = 0.5  # synthetic history size: enough for insights, quick to train
+    tasks: tuple[str, ...] = DEMO_TASKS
+    parallel: int = 2  # concurrent enrollments (2 cores)
+
+    def validate(self) -> None:
+        if self.retailers < 5:
+            raise DemoError("--retailers must be at least 5: secure aggregation needs 5 shops")
+        if self.rounds < 1:
+            raise DemoError("--rounds must be at least 1")
+        if self.epsilon <= 0:
+            raise DemoError("--epsilon must be positive")
+
+
+@dataclass
+class DemoNode:
+    name: str
+    directory: Path
+    export: Path
+    join: Child | None = None
+    enrollment: dict[str, Any] = field(default_factory=dict)
+
+
+def _python(module: str, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", module, *(str(a) for a in args)]
+
+
+def _run_json(argv: Sequence[str], what: str, timeout: float = STEP_TIMEOUT) -> Any:
+    """Run one of our CLIs with ``--json``; its JSON answer, or a DemoError naming ``what``."""
+    done = subprocess.run(  # noqa: S603  # this interpreter, our own modules
+        list(argv), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    try:
+        data = json.loads(done.stdout) if done.stdout.strip() else None
+    except json.JSONDecodeError:
+        data = None
+    if done.returncode != 0 or data is None:
+        detail = data.get("error") if isinstance(data, dict) else None
+        raise DemoError(f"{what} failed: {detail or (done.stderr or done.stdout).strip()[-800:]}")
+    return data
+
+
+class DemoFederation:
+    """Runs one demo in ``options.workdir``; :meth:`run` always stops every process it began."""
+
+    def __init__(self, options: DemoOptions, progress: Progress) -> None:
+        self.options = options
+        self.workdir = options.workdir.expanduser().absolute()
+        self.coordinator_dir = self.workdir / "coordinator"
+        self.nodes_dir = self.workdir / "nodes"
+        self.children = ChildProcesses(self.workdir / "logs")
+        self.nodes: list[DemoNode] = []
+        self.timings: dict[str, float] = {}
+        self._progress = progress
+        self._begin = time.monotonic()
+        self._serve: Child | None = None
+
+    def say(self, message: str) -> None:
+        self._progress(f"[{time.monotonic() - self._begin:5.0f} s] {message}")
+
+    def _timed(self, name: str, since: float) -> None:
+        self.timings[name] = round(time.monotonic() - since, 2)
+
+    # -- the whole demo -----------------------------------------------------------------------
+
+    def run(self) -> DemoSummary:
+        self.options.validate()
+        try:
+            self._prepare_workdir()
+            endpoints = self._start_coordinator()
+            self._enroll_nodes(endpoints)
+            self._join_nodes()
+            campaign = self._run_campaign()
+            self._compute_insights()
+            return summarise(self, campaign, self._rounds(campaign["id"]), self._mirror())
+        finally:
+            self._stop_everything()
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _prepare_workdir(self) -> None:
+        step = time.monotonic()
+        if self.workdir.exists() and any(self.workdir.iterdir()):
+            if not (self.workdir / MARKER).exists():
+                raise DemoError(
+                    f"{self.workdir} is not empty and was not made by the demo; "
+                    "choose another --workdir"
+                )
+            end_leftovers(self.workdir)  # a demo killed hard earlier
+            shutil.rmtree(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / MARKER).write_text("made by retail-coordinator demo\n", "utf-8")
+        self.say(f"initialising a coordinator in {self.coordinator_dir}")
+        _run_json(
+            _python("coordinator.cli", "init", "--data-dir", self.coordinator_dir, "--json"),
+            "retail-coordinator init",
+        )
+        from shared.synthetic import generate_demo
+
+        self.say(f"generating {self.options.retailers} synthetic retailers")
+        manifest = generate_demo(
+            self.workdir / "exports",
+            retailers=self.options.retailers,
+            seed=self.options.seed,
+            scale=self.options.scale,
+        )
+        for index, entry in enumerate(manifest.retailers):
+            name = f"shop-{index + 1}"
+            self.nodes.append(DemoNode(name, self.nodes_dir / name, Path(entry.path)))
+        self._timed("prepare", step)
+
+    def _start_coordinator(self) -> Endpoints:
+        step = time.monotonic()
+        self.say("starting the coordinator (API, SuperLink with TLS and node authentication)")
+        self._serve = self.children.start(
+            "coordinator", _python("coordinator.cli", "serve", "--data-dir", self.coordinator_dir)
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not self._serve.alive():
+                raise DemoError(f"the coordinator stopped:\n{self._serve.log_tail()}")
+            endpoints = Endpoints.read(self.coordinator_dir)
+            if endpoints is not None and endpoints.pid == self._serve.process.pid:
+                try:
+                    if httpx.get(f"{endpoints.api_url}/readyz", timeout=2).status_code == 200:
+                        self._timed("coordinator_ready", step)
+                        self.say(f"coordinator ready: API {endpoints.api_url}")
+                        return endpoints
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+        raise DemoError(f"the coordinator was not ready in {START_TIMEOUT:.0f} s")
+
+    def _enroll_nodes(self, endpoints: Endpoints) -> None:
+        step = time.monotonic()
+        self.say(f"enrolling {len(self.nodes)} retailers (one-time tokens, fresh node keys)")
+        with AdminClient(self.coordinator_dir) as admin:
+            tokens = [admin.create_token(node.name, 3600)["token"] for node in self.nodes]
+
+        def enroll(node: DemoNode, token: str) -> None:
+            node.enrollment = _run_json(
+                _python(
+                    "desktop_client.node_cli",
+                    "enroll",
+                    endpoints.api_url,
+                    "--token",
+                    token,
+                    "--data-dir",
+                    node.directory,
+                    "--key-store",
+                    "file",
+                    "--json",
+                ),
+                f"enrolling {node.name}",
+            )
+
+        with ThreadPoolExecutor(self.options.parallel) as pool:
+            list(pool.map(enroll, self.nodes, tokens))
+        self._timed("enroll", step)
+
+    def _join_nodes(self) -> None:
+        step = time.monotonic()
+        self.say("joining every node: import its sales export, start SuperNode + trusted runner")
+        consent = ",".join(self.options.tasks)
+        for node in self.nodes:
+            node.join = self.children.start(
+                f"{node.name}-join",
+                _python(
+                    "desktop_client.node_cli",
+                    "join",
+                    "--data-dir",
+                    node.directory,
+                    "--data",
+                    node.export,
+                    "--consent",
+                    consent,
+                ),
+            )
+        from shared.node_runtime.service import NodeService
+
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.join is not None and not node.join.alive():
+                    raise DemoError(f"{node.name} stopped while joining:\n{node.join.log_tail()}")
+            connected = sum(NodeService(n.directory).status().connected for n in self.nodes)
+            if connected == len(self.nodes):
+                self._timed("join", step)
+                self.say(f"all {connected} nodes connected to the SuperLink")
+                return
+            time.sleep(0.5)
+        raise DemoError(f"not every node connected within {CONNECT_TIMEOUT:.0f} s")
+
+    def _run_campaign(self) -> dict[str, Any]:
+        step = time.monotonic()
+        opts = self.options
+        with AdminClient(self.coordinator_dir) as admin:
+            campaign = admin.start_campaign(opts.rounds, opts.epsilon, list(opts.tasks))
+            self.say(
+                f"campaign #{campaign['id']}: {opts.rounds} DP-SGD rounds with SecAgg+, "
+                f"ε {opts.epsilon:g} per retailer (basket statistics first)"
+            )
+            seen: set[int] = set()
+            last_change = time.monotonic()
+            while True:
+                current = admin.call("GET", f"/campaigns/{campaign['id']}")
+                for row in admin.call("GET", f"/campaigns/{campaign['id']}/rounds"):
+                    if row["seq"] not in seen:
+                        seen.add(row["seq"])
+                        last_change = time.monotonic()
+                        self.say(_describe_round(row, opts.rounds))
+                if current["status"] != "running":
+                    break
+                if time.monotonic() - last_change > ROUND_TIMEOUT:
+                    raise DemoError(f"no round finished in {ROUND_TIMEOUT:.0f} s")
+                if self._serve is not None and not self._serve.alive():
+                    raise DemoError(f"the coordinator stopped:\n{self._serve.log_tail()}")
+                time.sleep(1.0)
+        self._timed("campaign", step)
+        if current["status"] != "finished":
+            raise DemoError(f"campaign #{current['id']} {current['status']}: {current['error']}")
+        return dict(current)
+
+    def _compute_insights(self) -> None:
+        """Each node recomputes its insights by itself after the campaign's last round (its
+        runner starts ``retail-node insights refresh`` and ``report``); wait for all of them."""
+        from shared.node_runtime.events import EventKind, read_events
+
+        step = time.monotonic()
+        self.say("each node computes every insight (its own data, the new global model)")
+        pending = {node.name: node for node in self.nodes}
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while pending and time.monotonic() < deadline:
+            for name, node in list(pending.items()):
+                for event in read_events(node.directory).events:
+                    if event.kind == EventKind.INSIGHTS_REFRESHED:
+                        self.say(f"{name}: insights stored, report written")
+                        del pending[name]
+                        break
+                    if event.kind == EventKind.ERROR and event.data.get("step") == "insights":
+                        raise DemoError(f"{name}: {event.message}")
+            time.sleep(0.5)
+        if pending:
+            raise DemoError(f"no insights from {', '.join(pending)} in {STEP_TIMEOUT:.0f} s")
+        self._timed("insights", step)
+
+    def _rounds(self, campaign_id: int) -> list[dict[str, Any]]:
+        with AdminClient(self.coordinator_dir) as admin:
+            return list(admin.call("GET", f"/campaigns/{campaign_id}/rounds"))
+
+    def _mirror(self) -> dict[str, float]:
+        """The coordinator's ledger mirror: ε spent per retailer name, as the nodes reported."""
+        with AdminClient(self.coordinator_dir) as admin:
+            latest = admin.call("GET", "/ledger").get("latest", [])
+            names = {r["id"]: r["name"] for r in admin.call("GET", "/retailers")}
+        return {names[row["retailer_id"]]: float(row["epsilon_spent"]) for row in latest}
+
+    def outcomes(self) -> list[NodeOutcome]:
+        from shared.node_runtime.service import NodeService
+
+        return [NodeOutcome.of(node.name, NodeService(node.directory)) for node in self.nodes]
+
+    def _stop_everything(self) -> None:
+        step = time.monotonic()
+        self.say("stopping the nodes and the coordinator")
+        self.children.stop_all()
+        leftovers = end_leftovers(self.workdir)
+        if leftovers:
+            self.say(f"ended {len(leftovers)} leftover processes")
+        self._timed("stop", step)
+
+
+def _describe_round(row: dict[str, Any], rounds: int) -> str:
+    stage = "basket statistics" if row["stage"] == "statistics" else f"round {row['round']}"
+    if row["stage"] != "statistics":
+        stage += f" of {rounds}"
+    return f"{stage}: {row['status']}, {row['participants']} participants" + (
+        f", {row['dropouts']} dropped out" if row["dropouts"] else ""
+    )
+
+
+def run_demo(options: DemoOptions, progress: Progress) -> DemoSummary:
+    """Run the demo; raises :class:`DemoError` (every process already stopped) on failure."""
+    try:
+        return DemoFederation(options, progress).run()
+    except AdminClientError as exc:
+        raise DemoError(f"the coordinator refused: {exc}") from None
