@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 FEDERATION_DIR ?= demo-federation
 
-.PHONY: setup demo test lint typecheck benchmark clean
+.PHONY: setup demo simulate test lint typecheck benchmark clean
 
 setup: $(STAMP)
 
@@ -19,13 +19,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/retail-coordinator demo --retailers 5 --rounds 3 --workdir $(FEDERATION_DIR)
+
+# What-if in Flower's simulation engine over files (no processes, no network): 6 retailers.
+simulate: $(STAMP)
 	$(BIN)/retail-node generate-demo $(DEMO_DIR) --retailers 6 --seed 7
-	for export in $(DEMO_DIR)/retailer_*/*; do \
-	  $(BIN)/retail-node validate "$$export" --data-dir $(DEMO_DIR)/node-home || exit 1; \
-	done
-	rm -rf $(FEDERATION_DIR)  # a fresh federation: ledgers from an earlier demo would have spent ε
+	rm -rf $(FEDERATION_DIR)-simulated
 	$(BIN)/retail-coordinator simulate --partitions $(DEMO_DIR) --rounds 5 --epsilon 3 \
-	  --workdir $(FEDERATION_DIR)
+	  --workdir $(FEDERATION_DIR)-simulated
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,4 +42,4 @@ benchmark: $(STAMP)
 	$(BIN)/python tests/benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(FEDERATION_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(FEDERATION_DIR) $(FEDERATION_DIR)-simulated .mypy_cache .ruff_cache .pytest_cache
