@@ -84,11 +84,14 @@ class CoordinatorClient:
         credentials = self._credentials()
         base = str(credentials["api_url"]).rstrip("/") + "/api/v1"
         with httpx.Client(
-            timeout=self.timeout, transport=self.transport, verify=self._verify(base)
+            timeout=self.timeout,
+            transport=self.transport,
+            verify=self._verify(base),
+            trust_env=False,  # a shop's proxy settings must not divert the coordinator's calls
         ) as client:
             response = self._send(client, method, base + path, credentials, body)
             if response.status_code == 401 and credentials.get("refresh_token"):
-                credentials = self._refresh(client, base, credentials)
+                credentials = self._renewed(client, base, credentials)
                 response = self._send(client, method, base + path, credentials, body)
         if response.status_code >= 400:
             raise CoordinatorProblem(
@@ -121,6 +124,20 @@ class CoordinatorClient:
                 f"cannot reach the coordinator at {credentials['api_url']} "
                 f"({exc or type(exc).__name__}); check your network and try again later"
             ) from None
+
+    def _renewed(
+        self, client: httpx.Client, base: str, credentials: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Fresh credentials: the node's runner may have rotated the pair meanwhile (its
+        ledger reports renew the same credential), so a refused refresh is retried once
+        with what ``credentials.json`` holds now."""
+        try:
+            return self._refresh(client, base, credentials)
+        except CoordinatorProblem:
+            current = self._credentials()
+            if current.get("refresh_token") == credentials.get("refresh_token"):
+                raise
+            return current
 
     def _refresh(
         self, client: httpx.Client, base: str, credentials: dict[str, Any]

@@ -326,3 +326,27 @@ def test_erase_is_refused_while_the_node_takes_part(tmp_path: Path, export_file:
     state.state = "stopped"
     path.write_text(json.dumps(state.to_json()), "utf-8")
     assert CANONICAL_FILE in erase_local_copies(node).removed
+
+
+def test_a_pair_rotated_by_the_runner_meanwhile_is_picked_up(tmp_path: Path, world: World) -> None:
+    """The node's runner renews the same credential for its ledger reports; when it rotates
+    the pair while the app's request is on its way, the app uses the new pair, not an error."""
+    path = enroll_node(tmp_path, world, access="rip_a_stale")
+    forward = forward_to(world)
+    rotated: dict[str, str] = {}
+
+    def runner_rotates_first(request: httpx.Request) -> httpx.Response:
+        if not rotated:  # the runner's renewal lands just before the app's request
+            stored = json.loads(path.read_text("utf-8"))
+            fresh = world.client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": stored["refresh_token"]}
+            ).json()
+            rotated.update(fresh)
+            path.write_text(json.dumps({**stored, **fresh}), "utf-8")
+        return forward.handle_request(request)
+
+    client = CoordinatorClient(tmp_path, transport=httpx.MockTransport(runner_rotates_first))
+    assert client.current_offer() is not None
+    assert json.loads(path.read_text("utf-8"))["access_token"] == rotated["access_token"]
+    world.tokens["retailer"] = rotated["access_token"]
+    world.refresh_tokens["retailer"] = rotated["refresh_token"]
