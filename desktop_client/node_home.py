@@ -10,10 +10,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from platformdirs import user_data_dir
 
-from shared.ingest import MappingStore
+if TYPE_CHECKING:  # shared.ingest loads pandas/pyarrow: not before the app's window shows
+    from shared.ingest import MappingStore
 
 APP_NAME = "retail-intelligence"
 
@@ -33,6 +35,8 @@ class NodeHome:
 
     @property
     def mappings(self) -> MappingStore:
+        from shared.ingest import MappingStore
+
         return MappingStore(self.root / "mappings")
 
     @property
