@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,11 +34,15 @@ from PySide6.QtCore import QCoreApplication
 
 from shared.enrollment import load_enrollment
 from shared.node_runtime.events import Event, EventKind, read_events
+from shared.node_runtime.launch import node_cli_command
 from shared.node_runtime.supervisor import CONNECTION_EVENT, read_state
 
 JOIN_LOG = "desktop-join.log"  # the detached join's own output, read when it fails to start
 LOG_SIZE = 200
-NODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "desktop_client.node_cli")
+# ``retail-node`` of this install: ``python -P -m desktop_client.node_cli``, or the frozen app
+# re-executing itself with ``--node-cli`` (see ``shared.node_runtime.launch``).
+NODE_COMMAND: tuple[str, ...] = tuple(node_cli_command([]))
+STATUS_MAX_AGE = 30.0  # seconds a status read stays fresh when the page is shown again
 
 # Page keys a guidance message can point at (the shell's page keys).
 CONNECT_PAGE, DATA_PAGE, PRIVACY_PAGE = "connect", "data", "privacy"
@@ -289,6 +293,7 @@ class TrainingViewModel:
         self._leave: _Child | None = None
         self._status: _Child | None = None
         self._status_again = False
+        self._status_at: float | None = None  # time.monotonic() of the last status read
         self._busy = ""
         self._notice = ""
         self._prepared: bool | None = None
@@ -327,7 +332,14 @@ class TrainingViewModel:
         if self._status is not None:
             self._status_again = True
             return
+        self._status_at = time.monotonic()
         self._status = self._spawn(["status", "--json"])
+
+    def refresh_status(self, max_age: float = STATUS_MAX_AGE) -> None:
+        """Read the status again unless the last read started less than ``max_age`` s ago
+        (each read is a child that loads the runtime: not for every page switch)."""
+        if self._status_at is None or time.monotonic() - self._status_at >= max_age:
+            self.request_status()
 
     def _reap_children(self) -> bool:
         changed = False

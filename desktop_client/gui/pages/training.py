@@ -187,8 +187,9 @@ class TrainingPage(QWidget):
         return _tr("Training")
 
     def refresh(self) -> None:
-        """Shown: read the ledger's figures once (in a child) and follow the stream."""
-        self.model.request_status()
+        """Shown: read the ledger's figures (in a child, unless read recently) and follow the
+        stream."""
+        self.model.refresh_status()
         self.poll()
         self.timer.start()
 
