@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from desktop_client.node_home import NodeHome
+from desktop_client.viewmodels.data_files import CANONICAL_FILE, NODE_FILE
 from shared.enrollment import load_enrollment
-from shared.federation.node import CANONICAL_FILE, NODE_FILE
 from shared.ingest import (
     ColumnMapping,
     ImportOptions,
@@ -34,7 +34,6 @@ from shared.ingest import (
     suggest_mapping,
 )
 from shared.ingest.readers import UnreadableSource, read_table
-from shared.privacy import PrivacyLedger
 from shared.schema import FIELD_NAMES, FIELDS_BY_NAME
 
 Progress = Callable[[int, str], None]
@@ -197,6 +196,8 @@ class DataImportViewModel:
             for leftover in (tmp, root / (NODE_FILE + ".tmp")):
                 if leftover.exists():
                     leftover.unlink()
+        from shared.privacy import PrivacyLedger  # loads torch: only ever on a worker thread
+
         PrivacyLedger.in_data_dir(root).close()  # consent is the Privacy page's decision
         progress(100, "Ready")
         return destination

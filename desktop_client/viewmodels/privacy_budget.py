@@ -14,24 +14,16 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from shared.federation.node import CANONICAL_FILE
+from desktop_client.viewmodels.data_files import CANONICAL_FILE, LEDGER_FILENAME
 from shared.federation.settings import RunSettings
-from shared.privacy import (
-    DEFAULT_DELTA,
-    LEDGER_FILENAME,
-    LIFETIME_EPSILON_CAP,
-    LedgerError,
-    Mechanism,
-    PrivacyLedger,
-    ReleaseKind,
-    ReleaseState,
-    calibrate_noise_multiplier,
-    epsilon,
-)
 from shared.schema import Task
+
+if TYPE_CHECKING:  # shared.privacy loads Opacus and torch: imported where used, off the GUI thread
+    from shared.privacy import Mechanism, PrivacyLedger, ReleaseKind
 
 CONSENT_HISTORY_FILE = "consent-history.jsonl"
 MIN_SHOPS = 5  # secure aggregation sums at least this many shops (RunSettings.min_participants)
@@ -60,6 +52,10 @@ TASK_EXPLANATIONS: dict[Task, str] = {
 # (a test checks the two agree): bundles take a quarter for the statistics round.
 STATISTICS_SHARE = 0.25
 MIN_ROUND_EPSILON = 0.05
+
+
+class CapError(ValueError):
+    """The cap asked for is not allowed; the message says which values are."""
 
 
 def explanation(task: Task) -> str:
@@ -141,6 +137,15 @@ def training_plan(frame: pd.DataFrame, settings: RunSettings) -> tuple[float, in
     return 1.0 / batches, settings.local_epochs * batches
 
 
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """Everything the page shows from the ledger, read in one go on a worker thread."""
+
+    consents: dict[Task, bool]
+    budget: Budget
+    spending: list[RoundSpend]
+
+
 class PrivacyViewModel:
     """Consent, budget and cap of one node's ledger, in the words the page shows."""
 
@@ -152,7 +157,12 @@ class PrivacyViewModel:
         return self.node_dir / LEDGER_FILENAME
 
     def _open(self) -> PrivacyLedger:
+        from shared.privacy import PrivacyLedger
+
         return PrivacyLedger.in_data_dir(self.node_dir)
+
+    def snapshot(self) -> LedgerSnapshot:
+        return LedgerSnapshot(self.consents(), self.budget(), self.spending())
 
     # -- consent --------------------------------------------------------------------------
 
@@ -200,6 +210,8 @@ class PrivacyViewModel:
 
     def budget(self) -> Budget:
         if not self.ledger_path.exists():
+            from shared.privacy import DEFAULT_DELTA, LIFETIME_EPSILON_CAP
+
             return Budget(0.0, LIFETIME_EPSILON_CAP, DEFAULT_DELTA)
         with self._open() as ledger:
             status = ledger.status()
@@ -209,6 +221,8 @@ class PrivacyViewModel:
         """Every charged release, oldest first, with the ε it added (for the bar chart)."""
         if not self.ledger_path.exists():
             return []
+        from shared.privacy import ReleaseState
+
         with self._open() as ledger:
             releases = ledger.status().releases
         out: list[RoundSpend] = []
@@ -233,14 +247,14 @@ class PrivacyViewModel:
         """Lower the lifetime cap; the app never raises it and never below what is spent."""
         budget = self.budget()
         if not math.isfinite(new_cap) or new_cap <= 0:
-            raise LedgerError("the cap must be a positive number")
+            raise CapError("the cap must be a positive number")
         if new_cap > budget.cap + 1e-12:
-            raise LedgerError(
+            raise CapError(
                 f"ε {new_cap:g} is above your current cap of {budget.cap:g}; the app only "
                 "lowers the cap"
             )
         if new_cap < budget.spent:
-            raise LedgerError(
+            raise CapError(
                 f"ε {new_cap:g} is below the ε {budget.spent:.3g} already spent; choose at "
                 f"least {budget.spent:.3g}"
             )
@@ -258,6 +272,8 @@ class PrivacyViewModel:
         also pays for the noisy basket counts."""
         if offer is None:
             return RoundCost(False, "unknown until a campaign is offered")
+        from shared.privacy import Mechanism, calibrate_noise_multiplier, epsilon
+
         settings = round_settings(offer)
         consent = self.consents()
         budget = self.budget()
@@ -310,6 +326,8 @@ class PrivacyViewModel:
     def _history(self) -> list[Mechanism]:
         if not self.ledger_path.exists():
             return []
+        from shared.privacy import Mechanism, ReleaseState
+
         with self._open() as ledger:
             releases = ledger.status().releases
         return [
@@ -326,6 +344,6 @@ def _label(release_id: str, kind: ReleaseKind) -> str:
     """'run:7/round:2/task:demand_pricing' -> 'Run 7, round 2' (counts: 'Run 7, basket counts')."""
     parts = dict(part.split(":", 1) for part in release_id.split("/") if ":" in part)
     run = parts.get("run", "?")
-    if kind is ReleaseKind.COUNT or parts.get("round") == "0":
+    if kind.value == "count" or parts.get("round") == "0":
         return f"Run {run}, basket counts"
     return f"Run {run}, round {parts.get('round', '?')}"

@@ -14,8 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop_client.viewmodels.data_files import CANONICAL_FILE, INSIGHTS_FILENAME, NODE_FILE
 from shared.enrollment import ENROLLMENT_DIR
-from shared.federation.node import CANONICAL_FILE, NODE_FILE
 from shared.node_runtime.events import EVENTS_FILE
 from shared.node_runtime.supervisor import read_state
 
@@ -28,10 +28,10 @@ LOCAL_COPIES: tuple[str, ...] = (
     "released",
     "model",
     "market",
-    "insights.sqlite",
-    "insights.sqlite-wal",
-    "insights.sqlite-shm",
-    "insights.sqlite-journal",
+    INSIGHTS_FILENAME,
+    INSIGHTS_FILENAME + "-wal",
+    INSIGHTS_FILENAME + "-shm",
+    INSIGHTS_FILENAME + "-journal",
     EVENTS_FILE,
     "run",
     "keys",

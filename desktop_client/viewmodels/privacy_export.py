@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from desktop_client.viewmodels.data_files import CANONICAL_FILE, LEDGER_FILENAME, NODE_FILE
 from desktop_client.viewmodels.privacy_budget import CONSENT_HISTORY_FILE, PrivacyViewModel
-from shared.federation.node import CANONICAL_FILE, NODE_FILE
 from shared.node_runtime.events import read_events
-from shared.privacy import LEDGER_FILENAME, PrivacyLedger
 
 Progress = Callable[[int, str], None]
 
@@ -106,6 +105,8 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 def _ledger(node_dir: Path, put: Callable[[str, str], None]) -> None:
     if not (node_dir / LEDGER_FILENAME).exists():
         return
+    from shared.privacy import PrivacyLedger
+
     with PrivacyLedger.in_data_dir(node_dir) as ledger:
         status = ledger.status()
     budget = {

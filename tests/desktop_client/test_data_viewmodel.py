@@ -163,3 +163,16 @@ def test_cancelled_use_keeps_the_previous_data_whole(tmp_path: Path, demo: list[
         vm.use_data(progress=cancel_midway, cancel=token)
     assert (node / CANONICAL_FILE).read_bytes() == before
     assert [p for p in node.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_pages_file_names_are_the_nodes() -> None:
+    """data_files repeats the names so the pages need not import torch; they must agree."""
+    from desktop_client.viewmodels import data_files
+    from shared.federation import node
+    from shared.insights.store import INSIGHTS_FILENAME
+    from shared.privacy import LEDGER_FILENAME as LEDGER
+
+    assert data_files.CANONICAL_FILE == node.CANONICAL_FILE
+    assert data_files.NODE_FILE == node.NODE_FILE
+    assert data_files.LEDGER_FILENAME == LEDGER
+    assert data_files.INSIGHTS_FILENAME == INSIGHTS_FILENAME

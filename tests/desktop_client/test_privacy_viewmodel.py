@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from desktop_client.viewmodels.data_import import DataImportViewModel
 from desktop_client.viewmodels.privacy_budget import (
     CampaignOffer,
+    CapError,
     PrivacyViewModel,
     explanation,
     round_settings,
@@ -37,7 +38,7 @@ from shared.federation.node import CANONICAL_FILE
 from shared.federation.settings import RunSettings
 from shared.node_runtime.events import EventKind, EventLog
 from shared.node_runtime.supervisor import ProcessRecord, RuntimeState, state_path
-from shared.privacy import LEDGER_FILENAME, LedgerError, PrivacyLedger, release_id_for
+from shared.privacy import LEDGER_FILENAME, PrivacyLedger, release_id_for
 from shared.schema import Task
 from shared.synthetic import generate_demo
 from tests.coordinator.test_api_support import World, build_world
@@ -111,12 +112,12 @@ def test_the_cap_only_goes_down_and_never_below_spent(tmp_path: Path) -> None:
     charge(tmp_path, 1, 1)
     vm = PrivacyViewModel(tmp_path)
     spent = vm.budget().spent
-    with pytest.raises(LedgerError, match="only lowers"):
+    with pytest.raises(CapError, match="only lowers"):
         vm.lower_cap(12)
-    with pytest.raises(LedgerError, match="already spent"):
+    with pytest.raises(CapError, match="already spent"):
         vm.lower_cap(spent / 2)
     assert vm.lower_cap(6.5).cap == 6.5
-    with pytest.raises(LedgerError, match="only lowers"):
+    with pytest.raises(CapError, match="only lowers"):
         vm.lower_cap(8)
     assert vm.budget().cap == 6.5
 

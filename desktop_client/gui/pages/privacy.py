@@ -36,6 +36,7 @@ from desktop_client.gui.pages.data import BackgroundJob, JobKeeper
 from desktop_client.viewmodels.data_import import CancelToken, Progress
 from desktop_client.viewmodels.privacy_budget import (
     Budget,
+    LedgerSnapshot,
     PrivacyViewModel,
     RoundCost,
     explanation,
@@ -53,7 +54,6 @@ from desktop_client.viewmodels.privacy_erase import (
     local_copies,
 )
 from desktop_client.viewmodels.privacy_export import export_my_data
-from shared.privacy import LedgerError
 from shared.schema import Task
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class BudgetGauge(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.budget = Budget(0.0, 10.0, 1e-5)
+        self.budget: Budget | None = None  # not read yet
         self.setMinimumHeight(34)
         self.setAccessibleName(_tr("Privacy budget gauge"))
 
@@ -87,6 +87,8 @@ class BudgetGauge(QWidget):
 
     def text(self) -> str:
         b = self.budget
+        if b is None:
+            return _tr("Reading your privacy ledger…")
         return _tr("ε spent {spent:.2f} · remaining {left:.2f} · cap {cap:.2f}").format(
             spent=b.spent, left=b.remaining, cap=b.cap
         )
@@ -98,7 +100,7 @@ class BudgetGauge(QWidget):
         painter.setPen(self.palette().mid().color())
         painter.setBrush(self.palette().base())
         painter.drawRoundedRect(frame, 4, 4)
-        share = self.budget.fraction_spent
+        share = self.budget.fraction_spent if self.budget is not None else 0.0
         filled = QRectF(frame.left(), frame.top(), frame.width() * share, frame.height())
         colour = QColor("#2e7d32") if share < 0.7 else QColor("#ef6c00")
         if share >= 0.95:
@@ -115,6 +117,7 @@ class PrivacyPage(QWidget):
     """Consent per task, the ε budget and the shop's data rights."""
 
     cost_updated = Signal(str)
+    snapshot_shown = Signal()  # consent and budget were (re)read and are shown
     exported = Signal(str)
     erased = Signal(object)  # EraseResult
     deletion_requested = Signal(str)
@@ -259,25 +262,24 @@ class PrivacyPage(QWidget):
     # -- page contract --------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read consent and budget (cheap), then price the next round in the background."""
+        """Re-read consent and budget on a worker (the ledger's accountant loads torch), then
+        price the next round."""
+        self._run(
+            lambda progress, cancel: self.viewmodel.snapshot(),
+            partial(self._show_snapshot, not self.context.viewer),
+        )
+
+    def _show_snapshot(self, then_price: bool, snapshot: LedgerSnapshot) -> None:
         self._filling = True
         try:
-            for task, granted in self.viewmodel.consents().items():
+            for task, granted in snapshot.consents.items():
                 self.consent_boxes[task].setChecked(granted)
         finally:
             self._filling = False
-        self._show_budget()
-        if not self.context.viewer:
-            self.check_next_round()
-
-    def _show_budget(self) -> None:
-        budget = self.viewmodel.budget()
+        budget, spending = snapshot.budget, snapshot.spending
         self.gauge.set_budget(budget)
-        spending = self.viewmodel.spending()
         self.bars.setOpts(
-            x=list(range(1, len(spending) + 1)),
-            height=[s.added for s in spending],
-            width=0.6,
+            x=list(range(1, len(spending) + 1)), height=[s.added for s in spending], width=0.6
         )
         axis = self.chart.getAxis("bottom")
         axis.setTicks([[(i + 1, s.label) for i, s in enumerate(spending)]])
@@ -292,42 +294,67 @@ class PrivacyPage(QWidget):
             self.spending_label.setText(_tr("Nothing has left this computer yet."))
         self.cap_spin.setRange(max(budget.spent, 0.01), budget.cap)
         self.cap_spin.setValue(budget.cap)
+        self.snapshot_shown.emit()
+        if then_price:
+            self.check_next_round()
 
     # -- consent and cap ------------------------------------------------------------------
 
     def set_consent(self, task: Task, granted: bool) -> None:
         if self._filling or self.context.viewer:
             return
-        try:
-            self.viewmodel.set_consent(task, granted)
-        except (LedgerError, OSError) as exc:
-            self.message_label.setText(_tr("Your choice could not be saved: {e}").format(e=exc))
-            return
-        self.message_label.setText(
-            (
+        viewmodel = self.viewmodel
+
+        def work(progress: Progress, cancel: CancelToken) -> tuple[str | None, LedgerSnapshot]:
+            try:
+                viewmodel.set_consent(task, granted)
+            except (ValueError, OSError) as exc:
+                return str(exc), viewmodel.snapshot()  # the boxes show the ledger's truth
+            return None, viewmodel.snapshot()
+
+        self._run(work, partial(self._consent_saved, task, granted))
+
+    def _consent_saved(
+        self, task: Task, granted: bool, result: tuple[str | None, LedgerSnapshot]
+    ) -> None:
+        error, snapshot = result
+        if error is not None:
+            self.message_label.setText(_tr("Your choice could not be saved: {e}").format(e=error))
+        else:
+            template = (
                 _tr("You take part in {task}.")
                 if granted
                 else _tr("You no longer take part in {task}.")
-            ).format(task=_tr(TASK_TITLES[task]).lower())
-        )
-        self.context.signals.consent_changed.emit()
-        self.check_next_round()
+            )
+            self.message_label.setText(template.format(task=_tr(TASK_TITLES[task]).lower()))
+            self.context.signals.consent_changed.emit()
+        self._show_snapshot(True, snapshot)
 
     @Slot()
     def lower_cap(self) -> None:
         if self.context.viewer:
             return
-        try:
-            budget = self.viewmodel.lower_cap(self.cap_spin.value())
-        except LedgerError as exc:
-            self.message_label.setText(str(exc))
-            return
-        self.message_label.setText(
-            _tr("Your lifetime cap is now ε {cap:g}.").format(cap=budget.cap)
-        )
-        self._show_budget()
-        self.context.signals.consent_changed.emit()
-        self.check_next_round()
+        viewmodel, value = self.viewmodel, self.cap_spin.value()
+
+        def work(progress: Progress, cancel: CancelToken) -> tuple[str | None, LedgerSnapshot]:
+            try:
+                viewmodel.lower_cap(value)
+            except (ValueError, OSError) as exc:
+                return str(exc), viewmodel.snapshot()
+            return None, viewmodel.snapshot()
+
+        self._run(work, self._cap_lowered)
+
+    def _cap_lowered(self, result: tuple[str | None, LedgerSnapshot]) -> None:
+        error, snapshot = result
+        if error is not None:
+            self.message_label.setText(error)
+        else:
+            self.message_label.setText(
+                _tr("Your lifetime cap is now ε {cap:g}.").format(cap=snapshot.budget.cap)
+            )
+            self.context.signals.consent_changed.emit()
+        self._show_snapshot(True, snapshot)
 
     # -- next round -----------------------------------------------------------------------
 

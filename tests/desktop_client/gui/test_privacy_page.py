@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -229,10 +231,28 @@ def test_deletion_request_and_next_round_cost(
 
 def test_viewer_mode_cannot_change_anything(qtbot: QtBot, tmp_path: Path) -> None:
     page = make_page(qtbot, tmp_path, viewer=True)
-    page.refresh()
+    assert page.gauge.text() == "Reading your privacy ledger…"
+    with qtbot.waitSignal(page.snapshot_shown, timeout=WAIT_MS):
+        page.refresh()
+    assert "cap 10.00" in page.gauge.text()
     assert page.title == "Privacy"
     assert not any(box.isEnabled() for box in page.consent_boxes.values())
     assert not page.cap_button.isEnabled() and not page.erase_button.isEnabled()
     assert not page.request_button.isEnabled() and not page.export_button.isEnabled()
     page.set_consent(Task.BUNDLES, True)
     assert not (tmp_path / LEDGER_FILENAME).exists()
+
+
+def test_the_pages_load_without_torch() -> None:
+    """The window must appear before torch loads: the Data and Privacy pages import neither
+    torch nor Opacus (the ledger's accountant is loaded on a worker when first needed)."""
+    code = (
+        "import sys\n"
+        "import desktop_client.gui.pages.data, desktop_client.gui.pages.privacy\n"
+        "loaded = sorted(m for m in ('torch', 'opacus', 'flwr') if m in sys.modules)\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.strip() == ""
