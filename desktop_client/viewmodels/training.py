@@ -32,10 +32,12 @@ from typing import IO, Any
 
 from PySide6.QtCore import QCoreApplication
 
+from desktop_client.enroll_cli import PASSPHRASE_ENV
 from shared.enrollment import load_enrollment
 from shared.node_runtime.events import Event, EventKind, read_events
 from shared.node_runtime.launch import node_cli_command
 from shared.node_runtime.supervisor import CONNECTION_EVENT, read_state
+from shared.secret_store import KeyStore
 
 JOIN_LOG = "desktop-join.log"  # the detached join's own output, read when it fails to start
 LOG_SIZE = 200
@@ -403,8 +405,16 @@ class TrainingViewModel:
 
     # -- acting ----------------------------------------------------------------------------
 
-    def join(self) -> None:
-        """Start ``retail-node join`` detached (it outlives the window); returns at once."""
+    def needs_passphrase(self) -> bool:
+        """The node's key is in a passphrase-protected file: Join must ask for it."""
+        enrollment = load_enrollment(self.node_dir)
+        return enrollment is not None and enrollment.key_store is KeyStore.ENCRYPTED
+
+    def join(self, passphrase: str | None = None) -> None:
+        """Start ``retail-node join`` detached (it outlives the window); returns at once.
+
+        The passphrase of an encrypted key goes to the child in its environment
+        (``RETAIL_NODE_PASSPHRASE``, readable only by this user), never on its command line."""
         if self._busy or self._running:
             return
         if load_enrollment(self.node_dir) is None:
@@ -416,7 +426,13 @@ class TrainingViewModel:
         if self._prepared is False:
             self._notice = _tr("Import your sales data on the Data page first.")
             return
+        if self.needs_passphrase() and not passphrase:
+            self._notice = _tr("Type the passphrase that protects this node's key to join.")
+            return
         self._notice = ""
+        env = _child_env()
+        if passphrase:
+            env[PASSPHRASE_ENV] = passphrase
         self.node_dir.mkdir(parents=True, exist_ok=True)
         with (self.node_dir / JOIN_LOG).open("wb") as log:
             self._join = subprocess.Popen(  # noqa: S603 - our own CLI, argument list
@@ -425,7 +441,7 @@ class TrainingViewModel:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own session: closing the app does not stop it
-                env=_child_env(),
+                env=env,
             )
         self._busy = "joining"
 
@@ -504,6 +520,7 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONIOENCODING"] = "utf-8"
     env.pop("RETAIL_DESKTOP_TIMING", None)
+    env.pop(PASSPHRASE_ENV, None)  # given to the join child only, when the owner typed it
     return env
 
 

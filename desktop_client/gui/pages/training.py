@@ -15,7 +15,9 @@ from PySide6.QtWidgets import (
     QFrame,
     QGroupBox,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QTreeWidget,
@@ -214,7 +216,17 @@ class TrainingPage(QWidget):
         self.draw(self.model.snapshot())
 
     def _join(self) -> None:
-        self.model.join()
+        passphrase = None
+        if self.model.needs_passphrase():
+            passphrase, given = QInputDialog.getText(
+                self,
+                _tr("Join rounds"),
+                _tr("Passphrase that protects this node's key:"),
+                QLineEdit.EchoMode.Password,
+            )
+            if not given:
+                return
+        self.model.join(passphrase)
         self.draw(self.model.snapshot())
 
     def _leave(self) -> None:
