@@ -180,6 +180,17 @@ def test_export_holds_everything_in_open_formats(tmp_path: Path, export_file: Pa
     EventLog(node).append(EventKind.JOINED, run_id=2, server_round=1, message="joins")
     (node / "mappings").mkdir(exist_ok=True)
     (node / "mappings" / "abc.json").write_text('{"columns": {}}', "utf-8")
+    from shared.insights.store import InsightStore
+
+    with InsightStore.in_data_dir(node) as store:
+        store.save(
+            "pricing",
+            [{"product_id": "100029", "recommended_price": 5.49}],
+            node="node",
+            model_version="m1",
+            data_fingerprint="f1",
+            epsilon_spent=1.0,
+        )
     result = export_with_listing(node, tmp_path / "out" / "my-data.zip")
     with zipfile.ZipFile(result.path) as archive:
         names = set(archive.namelist())
@@ -188,6 +199,7 @@ def test_export_holds_everything_in_open_formats(tmp_path: Path, export_file: Pa
         budget = json.loads(archive.read("ledger/budget.json"))
         consent = list(csv.DictReader(io.StringIO(archive.read("consent/current.csv").decode())))
         events = archive.read("events/events.jsonl").decode().splitlines()
+        pricing = json.loads(archive.read("insights/pricing.json"))
     assert {
         "README.txt",
         "ledger/budget.json",
@@ -204,6 +216,8 @@ def test_export_holds_everything_in_open_formats(tmp_path: Path, export_file: Pa
     assert {r["task"]: r["granted"] for r in consent}["demand_pricing"] == "True"
     assert len(canonical.splitlines()) - 1 == vm_rows(node)
     assert json.loads(events[0])["kind"] == "joined"
+    assert pricing[0]["model_version"] == "m1"
+    assert "100029" in json.dumps(pricing[0])
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["my-data.zip"]
 
 
