@@ -16,11 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
-from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.analysis import rdp as opacus_rdp
+
+if TYPE_CHECKING:  # Opacus imports torch: loaded on first use, so reading a ledger stays quick
+    from types import ModuleType
+
+    from opacus.accountants import PRVAccountant, RDPAccountant
 
 LIFETIME_EPSILON_CAP = 10.0
 """The design's lifetime budget per retailer; a retailer may choose less, never silently more."""
@@ -28,8 +32,18 @@ LIFETIME_EPSILON_CAP = 10.0
 DEFAULT_DELTA = 1e-5
 """The design's δ for every record-level guarantee."""
 
-ORDERS: tuple[float, ...] = tuple(float(alpha) for alpha in RDPAccountant.DEFAULT_ALPHAS)
-"""RDP orders searched by the RDP->(ε, δ) conversion: Opacus's defaults, so our ε is Opacus's ε."""
+ORDERS: tuple[float, ...] = tuple(
+    [1 + x / 10.0 for x in range(1, 100)] + [*map(float, range(12, 64))]
+)
+"""RDP orders searched by the RDP->(ε, δ) conversion: Opacus's ``RDPAccountant.DEFAULT_ALPHAS``
+(a test checks they are equal), so our ε is Opacus's ε."""
+
+
+def _opacus_rdp() -> ModuleType:
+    from opacus.accountants.analysis import rdp
+
+    return rdp
+
 
 MAX_NOISE_MULTIPLIER = 1e6
 
@@ -85,7 +99,7 @@ History = Sequence[Mechanism]
 @lru_cache(maxsize=4096)
 def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> NDArray[np.float64]:
     """Opacus's RDP curve of one step over ORDERS (cached: the slow part, independent of steps)."""
-    curve = opacus_rdp.compute_rdp(
+    curve = _opacus_rdp().compute_rdp(
         q=sample_rate, noise_multiplier=noise_multiplier, steps=1, orders=list(ORDERS)
     )
     array = np.asarray(curve, dtype=np.float64)
@@ -108,7 +122,7 @@ def epsilon_from_rdp(curve: NDArray[np.float64], delta: float) -> float:
     with warnings.catch_warnings():
         # Opacus warns when the best order is at the edge of ORDERS; the bound is still valid.
         warnings.simplefilter("ignore")
-        eps, _ = opacus_rdp.get_privacy_spent(orders=list(ORDERS), rdp=curve, delta=delta)
+        eps, _ = _opacus_rdp().get_privacy_spent(orders=list(ORDERS), rdp=curve, delta=delta)
     value = float(eps)
     return value if math.isfinite(value) else math.inf
 
@@ -117,6 +131,8 @@ def make_accountant(
     history: History, kind: AccountantKind = AccountantKind.RDP
 ) -> RDPAccountant | PRVAccountant:
     """An Opacus accountant whose history is this one, e.g. to hand to a PrivacyEngine."""
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
     accountant = PRVAccountant() if kind is AccountantKind.PRV else RDPAccountant()
     accountant.history = [release.as_opacus() for release in history]
     return accountant
@@ -137,6 +153,8 @@ def epsilon(
     if not history:
         return 0.0
     if kind is AccountantKind.PRV:
+        from opacus.accountants import PRVAccountant
+
         prv = PRVAccountant()
         prv.history = [release.as_opacus() for release in history]
         return float(prv.get_epsilon(delta=delta))

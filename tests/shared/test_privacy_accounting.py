@@ -216,3 +216,20 @@ def test_calibration_meets_any_configured_target(
     if epsilon(spent_history, delta) + target > accounting.LIFETIME_EPSILON_CAP:
         spent_history = []
     assert_calibrated(target, delta, rate, steps, spent_history)
+
+
+def test_orders_are_opacus_default_alphas() -> None:
+    """Our ε is Opacus's ε only if the RDP orders searched are the same."""
+    from opacus.accountants import RDPAccountant
+
+    assert list(accounting.ORDERS) == [float(a) for a in RDPAccountant.DEFAULT_ALPHAS]
+
+
+def test_reading_the_accounting_module_does_not_load_torch() -> None:
+    """``retail-node status`` and ``enroll`` must start quickly: Opacus (torch) loads on use."""
+    import subprocess
+    import sys
+
+    code = "import sys, shared.privacy, shared.node_runtime.service; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
