@@ -145,6 +145,7 @@ class DemoFederation:
             _python("coordinator.cli", "init", "--data-dir", self.coordinator_dir, "--json"),
             "retail-coordinator init",
         )
+        self._fix_ports()
         from shared.synthetic import generate_demo
 
         self.say(f"generating {self.options.retailers} synthetic retailers")
@@ -158,6 +159,14 @@ class DemoFederation:
             name = f"shop-{index + 1}"
             self.nodes.append(DemoNode(name, self.nodes_dir / name, Path(entry.path)))
         self._timed("prepare", step)
+
+    def _fix_ports(self) -> None:
+        """Free loopback ports chosen once and written to ``coordinator.toml``: a restarted
+        coordinator keeps its SuperLink address, which every enrolled node has pinned."""
+        from coordinator.config import free_port, load, save
+
+        config = load(self.coordinator_dir)
+        save(config.with_ports(api_port=free_port(), superlink_port=free_port()))
 
     def _start_coordinator(self) -> Endpoints:
         step = time.monotonic()
