@@ -24,6 +24,7 @@ from typing import Any
 
 from coordinator.demo import DemoOptions, run_demo
 from coordinator.demo.children import processes_under
+from coordinator.demo.steps import DEMO_TASKS
 from shared.node_runtime.events import EventKind, read_events
 
 
@@ -94,12 +95,14 @@ def _training_seconds(node_dirs: list[Path]) -> dict[int, float]:
     return slowest
 
 
-def run(retailers: int, rounds: int, root: Path) -> dict[str, Any]:
+def run(
+    retailers: int, rounds: int, root: Path, tasks: tuple[str, ...] = DEMO_TASKS
+) -> dict[str, Any]:
     workdir = root / f"federation-{retailers}"
     with PeakRss(workdir) as rss:
         begin = time.monotonic()
         summary = run_demo(
-            DemoOptions(workdir=workdir, retailers=retailers, rounds=rounds),
+            DemoOptions(workdir=workdir, retailers=retailers, rounds=rounds, tasks=tasks),
             lambda line: print(line, file=sys.stderr, flush=True),
         )
         total = time.monotonic() - begin
