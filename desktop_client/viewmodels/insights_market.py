@@ -87,20 +87,21 @@ class TrendSeries:
     contributors: int | None
     change_pct: float | None
 
+    @property
+    def has_own(self) -> bool:
+        return any(v is not None for v in self.own)
+
     def caption(self) -> str:
-        shops = (
-            tr("from {n} shops").format(n=self.contributors)
-            if self.contributors is not None
-            else ""
-        )
-        change = (
-            tr("recent change {pct}%").format(pct=f"{self.change_pct:+.1f}")
-            if self.change_pct is not None
-            else ""
-        )
-        detail = ", ".join(p for p in (shops, change) if p)
-        base = tr("Weekly demand index (100 = an average week): the market and this shop.")
-        return f"{base} {detail}." if detail else base
+        parts = [tr("Weekly demand index (100 = an average week).")]
+        if self.contributors is not None:
+            parts.append(tr("Market: {n} shops.").format(n=self.contributors))
+        if self.change_pct is not None:
+            parts.append(tr("Recent change: {pct}%.").format(pct=f"{self.change_pct:+.1f}"))
+        if not self.has_own:
+            parts.append(
+                tr("This shop has no sales in this category, so only the market is shown.")
+            )
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,15 @@ class TableModel(QAbstractTableModel):
         super().__init__(parent)
         self._table = table or Table((), ())
         self._order = list(range(len(self._table.rows)))
+        self._sorted_by: tuple[int, bool] | None = None  # (column, descending) once asked
 
     def set_table(self, table: Table) -> None:
+        """Show new rows, kept in the order the person last chose (else the table's own)."""
         self.beginResetModel()
         self._table = table
         self._order = list(range(len(table.rows)))
+        if self._sorted_by is not None and self._sorted_by[0] < len(table.headers):
+            self._order = sorted_rows(table, *self._sorted_by)
         self.endResetModel()
 
     @property
@@ -72,13 +76,17 @@ class TableModel(QAbstractTableModel):
         return str(section + 1)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        if not 0 <= column < len(self._table.headers):
+        if column >= len(self._table.headers):
             return
+        descending = order == Qt.SortOrder.DescendingOrder
+        self._sorted_by = None if column < 0 else (column, descending)
         self.layoutAboutToBeChanged.emit()
         kept = self.persistentIndexList()
         sources = [self._order[i.row()] for i in kept]
-        self._order = sorted_rows(
-            self._table, column, descending=order == Qt.SortOrder.DescendingOrder
+        self._order = (
+            list(range(len(self._table.rows)))
+            if self._sorted_by is None
+            else sorted_rows(self._table, column, descending)
         )
         position = {source: row for row, source in enumerate(self._order)}
         self.changePersistentIndexList(

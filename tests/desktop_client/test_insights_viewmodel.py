@@ -229,6 +229,28 @@ def test_sorting_orders_known_values_and_keeps_unknown_last(
     assert all(keys[i] is None for i in order[first_unknown:])
 
 
+def test_table_model_keeps_the_engine_order_until_asked_and_the_chosen_sort_after(
+    qapp: object,
+) -> None:
+    from PySide6.QtCore import Qt
+
+    from desktop_client.viewmodels.insights_qtmodel import ROW_ID_ROLE, TableModel
+
+    def table(keys: list[float | None]) -> Table:
+        ids = tuple(f"r{i}" for i in range(len(keys)))
+        return Table(("x",), tuple((Cell(str(k), k, True),) for k in keys), ids)
+
+    model = TableModel(table([2.0, None, 1.0, 3.0]))
+    assert [model.row_id(r) for r in range(4)] == ["r0", "r1", "r2", "r3"]
+    model.sort(0, Qt.SortOrder.DescendingOrder)
+    assert [model.index(r, 0).data() for r in range(4)] == ["3.0", "2.0", "1.0", "None"]
+    assert model.index(0, 0).data(ROW_ID_ROLE) == "r3" and model.row_of("r1") == 3
+    model.set_table(table([5.0, 7.0]))  # a refresh keeps the person's chosen order
+    assert [model.index(r, 0).data() for r in range(2)] == ["7.0", "5.0"]
+    model.sort(-1)
+    assert [model.index(r, 0).data() for r in range(2)] == ["5.0", "7.0"]
+
+
 # -- forecasts, bundles, trends, value --------------------------------------------------------
 
 
@@ -270,6 +292,9 @@ def test_trends_split_published_from_withheld_with_reasons(node: Path) -> None:
     assert len(published) + len(withheld) == len(batch.rows)
     assert published and all(len(t.market) == len(t.weeks) for t in published)
     assert all(w.reason for w in withheld)
+    for trend in published:
+        assert trend.has_own == any(v is not None for v in trend.own)
+        assert ("no sales in this category" in trend.caption()) != trend.has_own
     assert [r[0].text for r in market_vm.withheld_table(batch).rows] == [
         w.category for w in withheld
     ]

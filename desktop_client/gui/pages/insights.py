@@ -52,6 +52,8 @@ def _table_view(model: TableModel, *, name: str, parent: QWidget) -> QTableView:
     view.setModel(model)
     view.setAccessibleName(name)
     view.setSortingEnabled(True)
+    # Rows start in the engine's order (best first), with no column claiming to be sorted.
+    view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -392,7 +394,7 @@ class TrendsTab(KindTab):
         charts.clear(self.plot, trend.category)
         xs = [float(i) for i in range(len(trend.weeks))]
         charts.line(self.plot, xs, trend.market, name=self.tr("market"))
-        if any(v is not None for v in trend.own):
+        if trend.has_own:
             charts.line(
                 self.plot,
                 xs[: len(trend.own)],

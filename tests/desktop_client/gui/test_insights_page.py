@@ -122,6 +122,9 @@ def test_sorting_the_pricing_table_by_current_price(
 ) -> None:
     page = make_page(qtbot, node, viewer=True, tmp_path=tmp_path)
     view, model = page.pricing.table, page.pricing.model
+    engine_order = [r["product_id"] for r in newest("pricing")["rows"]]
+    assert [model.row_id(r) for r in range(model.rowCount())] == engine_order
+    assert view.horizontalHeader().sortIndicatorSection() == -1
     column = model.table.headers.index("Current price")
     view.sortByColumn(column, Qt.SortOrder.DescendingOrder)
     keys = [model.index(r, column).data(SORT_KEY_ROLE) for r in range(model.rowCount())]
@@ -183,6 +186,15 @@ def test_trends_chart_market_and_own_index_and_list_withheld(
         assert tab.withheld_model.index(0, 1).data() == withheld[0]["reason"]
     published = [r for r in rows if r["status"] != "withheld" and r["weeks"]]
     assert tab.category.count() == len(published)
+    sold = next(r for r in published if any(v is not None for v in r["own_index"]))
+    not_sold = next(r for r in published if all(v is None for v in r["own_index"]))
+    tab.category.setFocus()
+    tab.category.setCurrentIndex(tab.category.findData(sold["category"]))
+    assert [name for name, _ in plotted(tab.plot)] == ["market", "this shop"]
+    assert "no sales" not in tab.caption.text()
+    tab.category.setCurrentIndex(tab.category.findData(not_sold["category"]))
+    assert [name for name, _ in plotted(tab.plot)] == ["market"]
+    assert "no sales in this category" in tab.caption.text()
 
 
 def test_owner_refresh_runs_the_engine_process_and_reports_its_problem(
