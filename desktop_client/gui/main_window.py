@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel(self)
         self.status_label.setObjectName("node-status")
         self.status_label.setAccessibleName(_tr("Node status"))
+        self.status_label.setContentsMargins(8, 2, 8, 2)
         self.statusBar().addPermanentWidget(self.status_label, 1)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(STATUS_SECONDS * 1000)

@@ -100,6 +100,7 @@ class TrainingSnapshot:
     losses: tuple[LossPoint, ...]
     declines: tuple[Decline, ...]
     log: tuple[LogEntry, ...]
+    log_total: int  # entries ever logged: the page appends only the new ones
     busy: str  # "", "joining" or "leaving"
     notice: str  # the outcome of the owner's last Join/Leave when it needs saying
     guidance: str  # what to do before joining; "" when nothing is missing
@@ -208,6 +209,7 @@ class EventFollower:
     current_round: int | None = None
     epsilon_spent: float | None = None
     epsilon_cap: float | None = None
+    logged: int = 0  # log entries ever made (the log keeps the newest log_size of them)
 
     def __post_init__(self) -> None:
         self.log = deque(self.log, maxlen=self.log_size)
@@ -224,6 +226,7 @@ class EventFollower:
         entry = describe_event(event)
         if entry is not None:
             self.log.append(entry)
+            self.logged += 1
         if event.kind != CONNECTION_EVENT and event.run_id is not None:
             self.current_run, self.current_round = event.run_id, event.round
         data = event.data
@@ -508,6 +511,7 @@ class TrainingViewModel:
             losses=self.events.loss_points(),
             declines=tuple(self.events.declines),
             log=tuple(self.events.log),
+            log_total=self.events.logged,
             busy=self._busy,
             notice=self._notice,
             guidance=guidance,

@@ -195,6 +195,9 @@ def child_import(csv: Path, node_dir: Path) -> dict[str, Any]:
 
 def child_training(node_dir: Path) -> dict[str, Any]:
     _app, window, page = _window(node_dir, "training")
+    polls: list[tuple[float, float]] = []  # (seconds the page's poll took, when)
+    page.timer.timeout.disconnect(page.poll)
+    page.timer.timeout.connect(lambda: _timed(page.poll, polls))
     idle = idle_baseline()
     probe = StallProbe()
     probe.start()
@@ -211,13 +214,22 @@ def child_training(node_dir: Path) -> dict[str, Any]:
     out = round_process.stdout.read() if round_process.stdout else ""
     loss_points = len(page.model.snapshot().losses)
     window.close()
+    slowest = max(polls, default=(0.0, 0.0))
     return {
         **probe.summary(),
         "idle": idle,
+        "page_poll_max_ms": round(slowest[0] * 1000, 1),
+        "page_poll_max_at_s": round(slowest[1] - started, 2),
         "round_seconds": round(round_seconds, 2),
         "round": json.loads(out.strip().splitlines()[-1]) if out.strip() else None,
         "losses_shown": loss_points,
     }
+
+
+def _timed(call: Any, record: list[tuple[float, float]]) -> None:
+    begin = time.perf_counter()
+    call()
+    record.append((time.perf_counter() - begin, begin))
 
 
 def child_round(node_dir: Path) -> dict[str, Any]:
@@ -227,7 +239,7 @@ def child_round(node_dir: Path) -> dict[str, Any]:
     from shared.node_runtime.events import EventKind, EventLog
 
     log = EventLog(node_dir)
-    run_id, server_round = 1, 1
+    run_id, server_round = int(time.time()) % 1_000_000, 1  # a new campaign: a real round
     common = {"run_id": run_id, "server_round": server_round}
     log.append(EventKind.ROUND_STARTED, **common, message="participation query (train)")
     runtime = NodeRuntime(node_dir)
@@ -246,7 +258,7 @@ def child_round(node_dir: Path) -> dict[str, Any]:
     )
     start = time.monotonic()
     spent_before = runtime.ledger.status().spent_epsilon
-    runtime.train(settings, "bench", server_round, runtime.model.federated_parameters())
+    runtime.train(settings, str(run_id), server_round, runtime.model.federated_parameters())
     seconds = time.monotonic() - start
     log.append(
         EventKind.TRAINED, **common, message="update released", stage="train", seconds=seconds
@@ -316,6 +328,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--startup-runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--parts", default="startup,import,training", help="which measurements (comma list)"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -332,31 +347,36 @@ def main() -> None:
     config = work / "config"
     report: dict[str, Any] = {"qpa": _env(config)["QT_QPA_PLATFORM"], "cpus": os.cpu_count()}
 
-    empty = work / "empty-node"
-    empty.mkdir(exist_ok=True)
-    startup_once(empty, config)  # the first run warms the disk cache like any second start
-    times = [startup_once(empty, config) for _ in range(args.startup_runs)]
-    floor = [bare_qt_once(config) for _ in range(args.startup_runs)]
-    report["startup"] = {
-        "median_s": round(statistics.median(times), 3),
-        "runs_s": [round(t, 3) for t in times],
-        "bare_qt_window_median_s": round(statistics.median(floor), 3),
-        "target_s": 1.5,
-    }
-
-    csv = work / f"sales-{args.rows}.csv"
-    if not csv.exists():
-        write_big_csv(csv, args.rows)
-    report["import_stall"] = {
-        "rows": args.rows,
-        **run_child("import", csv, work / "import-node", config=config),
-        "target_ms": 100,
-    }
-
-    node = work / "training-node"
-    if not (node / "canonical.parquet").exists():
-        prepare_training_node(node, work)
-    report["training_stall"] = {**run_child("training", node, config=config), "target_ms": 100}
+    parts = set(args.parts.split(","))
+    if "startup" in parts:
+        empty = work / "empty-node"
+        empty.mkdir(exist_ok=True)
+        startup_once(empty, config)  # the first run warms the disk cache like any second start
+        times = [startup_once(empty, config) for _ in range(args.startup_runs)]
+        floor = [bare_qt_once(config) for _ in range(args.startup_runs)]
+        report["startup"] = {
+            "median_s": round(statistics.median(times), 3),
+            "runs_s": [round(t, 3) for t in times],
+            "bare_qt_window_median_s": round(statistics.median(floor), 3),
+            "target_s": 1.5,
+        }
+    if "import" in parts:
+        csv = work / f"sales-{args.rows}.csv"
+        if not csv.exists():
+            write_big_csv(csv, args.rows)
+        report["import_stall"] = {
+            "rows": args.rows,
+            **run_child("import", csv, work / "import-node", config=config),
+            "target_ms": 100,
+        }
+    if "training" in parts:
+        node = work / "training-node"
+        if not (node / "canonical.parquet").exists():
+            prepare_training_node(node, work)
+        report["training_stall"] = {
+            **run_child("training", node, config=config),
+            "target_ms": 100,
+        }
     print(json.dumps(report, indent=2))
 
 

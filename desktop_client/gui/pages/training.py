@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desktop_client.gui.context import AppContext
 from desktop_client.viewmodels.training import (
+    LOG_SIZE,
     PRIVACY_PAGE,
     LossPoint,
     TrainingSnapshot,
@@ -146,6 +147,7 @@ class TrainingPage(QWidget):
         self.log.setReadOnly(True)
         self.log.setAccessibleName(_tr("Log of the node's recent events"))
         self.log.setPlaceholderText(_tr("Nothing has happened yet."))
+        self.log.setMaximumBlockCount(LOG_SIZE)  # the oldest lines go as new ones come
         log_layout.addWidget(self.log)
         right.addWidget(log_box, 2)
 
@@ -258,13 +260,22 @@ class TrainingPage(QWidget):
         self.budget.setText(_budget_text(snap))
         if previous is None or previous.losses != snap.losses:
             self._draw_losses(snap.losses)
-        if previous is None or previous.log != snap.log:
-            self.log.setPlainText(
-                "\n".join(f"{e.at.astimezone():%d %b %H:%M:%S}  {e.text}" for e in snap.log)
-            )
-            self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+        self._draw_log(snap, 0 if previous is None else previous.log_total)
         if previous is None or previous.declines != snap.declines:
             self._draw_declines(snap)
+
+    def _draw_log(self, snap: TrainingSnapshot, drawn: int) -> None:
+        """Append only the new lines (a full redraw of the log each second would be wasted)."""
+        new = snap.log_total - drawn
+        if new <= 0 and drawn:
+            return
+        lines = [f"{e.at.astimezone():%d %b %H:%M:%S}  {e.text}" for e in snap.log]
+        if drawn and new <= len(lines):
+            for line in lines[-new:]:
+                self.log.appendPlainText(line)
+        else:
+            self.log.setPlainText("\n".join(lines))
+        self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
 
     def _draw_losses(self, losses: tuple[LossPoint, ...]) -> None:
         plot = self.chart.getPlotItem()

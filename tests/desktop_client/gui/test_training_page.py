@@ -11,6 +11,7 @@ from pytestqt.qtbot import QtBot
 
 from desktop_client.gui.context import AppContext
 from desktop_client.gui.pages.training import TrainingPage
+from desktop_client.viewmodels.training import LOG_SIZE
 from shared.node_runtime.events import EventLog
 from tests.desktop_client.training_stream import (
     write_connection,
@@ -144,3 +145,26 @@ def test_controls_have_accessible_names_and_tab_order(qtbot: QtBot, context: App
 def _href(html: str) -> str:
     start = html.index('href="') + len('href="')
     return html[start : html.index('"', start)]
+
+
+def test_the_log_keeps_the_newest_lines_as_events_come(qtbot: QtBot, context: AppContext) -> None:
+    log = EventLog(context.node_dir)
+    write_round(log, 1, 1, loss=1.0, spent=0.5)
+    page = _page(qtbot, context)
+    assert page.log.blockCount() == 5
+    for server_round in range(2, 46):  # 44 more rounds: 220 more lines, over the log's 200
+        write_round(log, 1, server_round, loss=1.0 / server_round, spent=0.1 * server_round)
+    page.poll()
+    lines = page.log.toPlainText().splitlines()
+    assert len(lines) == LOG_SIZE
+    assert lines[-1].endswith(
+        "Campaign 1, round 45: new shared model received; its loss on "
+        "your held-out sales is 0.0222."
+    )
+    assert "round 1:" not in page.log.toPlainText()
+    write_round(log, 1, 46, loss=0.02, spent=4.7)
+    page.poll()
+    lines = page.log.toPlainText().splitlines()
+    assert len(lines) == LOG_SIZE
+    assert "Campaign 1, round 46: the coordinator asks whether you take part." in lines[-5]
+    page.shutdown()
