@@ -225,3 +225,20 @@ def test_a_refresh_elsewhere_updates_the_page(qtbot: QtBot, tmp_path: Path) -> N
     with InsightStore.in_data_dir(node, create=False) as store:
         assert store.count() == 1
     assert isinstance(page.value.sentence, QLabel) and page.value.sentence.text()
+
+
+def test_the_pages_import_neither_torch_nor_pandas() -> None:
+    """The window must appear before torch loads, and view-only mode never needs either."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import desktop_client.gui.pages.insights, desktop_client.gui.pages.reports\n"
+        "import desktop_client.viewmodels.reports_pdf\n"
+        "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
