@@ -102,22 +102,13 @@ class Page(Protocol):
     def refresh(self) -> None: ...
 
 
-class PageUnavailable(Exception):
-    """The page's module is not part of this installation."""
-
-
 PageFactory = Callable[[AppContext, QWidget | None], QWidget]
 
 
 def page_class(spec: PageSpec) -> PageFactory:
-    """Import the page's class; PageUnavailable only when its own module is missing (an import
-    error inside the page is a defect and is raised as it is)."""
-    try:
-        module = importlib.import_module(spec.module)
-    except ImportError as exc:
-        if exc.name == spec.module:
-            raise PageUnavailable(spec.module) from exc
-        raise
+    """Import the page's class (every page ships with the app: an import error is a defect,
+    shown in place of the page by :class:`PageSlot`)."""
+    module = importlib.import_module(spec.module)
     return cast(PageFactory, getattr(module, spec.class_name))
 
 
@@ -147,14 +138,6 @@ class PageSlot(QWidget):
         try:
             cls = page_class(self.spec)
             page = cls(self.context, self)
-        except PageUnavailable:
-            self.error = f"{self.spec.module} is not installed"
-            page = _Notice(
-                QCoreApplication.translate(
-                    "Shell", "The {title} page is not available in this version of the app."
-                ).format(title=self.spec.translated_title()),
-                self,
-            )
         except Exception as exc:  # a broken page must not take the window down
             log.error("could not build the %s page:\n%s", self.spec.key, traceback.format_exc())
             self.error = f"{type(exc).__name__}: {exc}"

@@ -54,6 +54,7 @@ class TrainingPage(QWidget):
         self.context = context
         self.model = TrainingViewModel(context.node_dir)
         self._drawn: TrainingSnapshot | None = None
+
         self._log_count = -1
 
         layout = QVBoxLayout(self)
@@ -134,6 +135,17 @@ class TrainingPage(QWidget):
         plot.setLabel("left", _tr("Loss"))
         plot.getAxis("left").enableAutoSIPrefix(False)  # losses read as they are, not x0.001
         plot.addLegend(offset=(-10, 10))  # top right, clear of the first rounds' points
+        self._curves = [  # made once; the newest campaigns' losses are set on them
+            plot.plot(
+                [],
+                [],
+                pen=pg.mkPen(colour, width=2),
+                symbol="o",
+                symbolSize=6,
+                symbolBrush=colour,
+            )
+            for colour in COLOURS[:CHART_RUNS]
+        ]
         self.chart_empty = QLabel(_tr("No round has finished yet."), chart_box)
         self.chart_empty.setObjectName("chart-empty")
         chart_layout.addWidget(self.chart)
@@ -278,26 +290,22 @@ class TrainingPage(QWidget):
         self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
 
     def _draw_losses(self, losses: tuple[LossPoint, ...]) -> None:
+        """One line per recent campaign, drawn on the lines made with the page (creating a
+        pyqtgraph line costs tens of ms on the GUI thread, just when a round's events come)."""
         plot = self.chart.getPlotItem()
-        plot.clear()
-        if plot.legend is not None:
-            plot.legend.clear()
         runs = sorted({p.run_id for p in losses})[-CHART_RUNS:]
-        for colour, run in zip(COLOURS, runs, strict=False):
+        for curve, run in zip(self._curves, [*runs, *[None] * CHART_RUNS], strict=False):
             points = [p for p in losses if p.run_id == run]
-            plot.plot(
-                [p.round for p in points],
-                [p.loss for p in points],
-                pen=pg.mkPen(colour, width=2),
-                symbol="o",
-                symbolSize=6,
-                symbolBrush=colour,
-                name=_tr("Campaign {run}").format(run=run),
-            )
+            curve.setData([p.round for p in points], [p.loss for p in points])
+            if plot.legend is not None:
+                plot.legend.removeItem(curve)
+                if run is not None:
+                    plot.legend.addItem(curve, _tr("Campaign {run}").format(run=run))
         rounds = sorted({p.round for p in losses})
         axis = plot.getAxis("bottom")
         axis.setTicks([[(r, str(r)) for r in rounds]] if 0 < len(rounds) <= 20 else None)
-        self.chart_empty.setVisible(not losses)
+        # the label keeps its place (only its text changes): the chart is not laid out again
+        self.chart_empty.setText("" if losses else _tr("No round has finished yet."))
 
     def _draw_declines(self, snap: TrainingSnapshot) -> None:
         self.declines.clear()

@@ -39,10 +39,12 @@ def _page(qtbot: QtBot, context: AppContext) -> TrainingPage:
 
 
 def _curves(page: TrainingPage) -> dict[str, tuple[list[float], list[float]]]:
+    """What the chart draws, by the name its legend shows."""
+    legend = page.chart.getPlotItem().legend
     drawn = {}
-    for item in page.chart.getPlotItem().listDataItems():
-        xs, ys = item.getData()
-        drawn[item.name()] = (list(xs), list(ys))
+    for sample, label in legend.items:
+        xs, ys = sample.item.getData()
+        drawn[label.text] = (list(xs), list(ys))
     return drawn
 
 
@@ -56,7 +58,7 @@ def test_rounds_show_as_a_loss_chart_budget_round_and_log(
     write_round(log, 4, 1, loss=0.7, spent=2.4, cap=8.0)
     page = _page(qtbot, context)
     assert _curves(page) == {"Campaign 3": ([1.0, 2.0], [0.9, 0.75]), "Campaign 4": ([1.0], [0.7])}
-    assert page.chart_empty.isHidden()
+    assert page.chart_empty.text() == ""
     assert page.round.text() == "Campaign 4, round 1"
     assert page.budget.text() == "ε 2.40 spent of 8.00 (5.60 left)"
     text = page.log.toPlainText()
@@ -71,7 +73,7 @@ def test_the_page_follows_the_stream_while_it_is_shown(qtbot: QtBot, context: Ap
     page = _page(qtbot, context)
     assert page.connection.text() == "Connected to the coordinator (connected to the coordinator)"
     assert page.leave_button.isEnabled() and not page.join_button.isEnabled()
-    assert not page.chart_empty.isHidden()
+    assert page.chart_empty.text() == "No round has finished yet."
     write_round(EventLog(context.node_dir), 9, 1, loss=0.5, spent=1.0)
     qtbot.waitUntil(lambda: page.round.text() == "Campaign 9, round 1", timeout=5000)
     assert _curves(page) == {"Campaign 9": ([1.0], [0.5])}
