@@ -3,7 +3,8 @@ the frozen executable as a retailer's machine would (app self-test, node CLI, no
 
 Building takes 5-30 minutes and a few GB of disk, so it runs only when asked:
     RETAIL_BUILD_INSTALLER=1 pytest tests/installers/test_desktop_bundle.py
-RETAIL_INSTALLER_BUILD_DIR reuses a build root (default: a fresh temporary directory).
+RETAIL_INSTALLER_BUILD_DIR sets the build root (default: a fresh temporary directory);
+RETAIL_DESKTOP_BUNDLE=PATH/retail-desktop tests an already built executable instead of building.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built executable, dist/retail-desktop/retail-desktop under the build root."""
+    if prebuilt := os.environ.get("RETAIL_DESKTOP_BUNDLE"):
+        assert Path(prebuilt).is_file(), f"RETAIL_DESKTOP_BUNDLE={prebuilt} is not a file"
+        return Path(prebuilt)
     root = Path(
         os.environ.get("RETAIL_INSTALLER_BUILD_DIR") or tmp_path_factory.mktemp("installer")
     )
@@ -64,9 +68,14 @@ def _run(executable: Path, *args: str, tmp_path: Path) -> subprocess.CompletedPr
 
 
 def test_frozen_app_self_test_passes(bundle: Path, tmp_path: Path) -> None:
+    """Every page is built and shown, and torch is not loaded before the window appears."""
     result = _run(bundle, "--self-test", tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True and report["errors"] == {}
+    assert report["pages"]
+    assert report["torch_before_window"] is False
 
 
 def test_frozen_node_cli_answers(bundle: Path, tmp_path: Path) -> None:
@@ -122,3 +131,71 @@ def test_frozen_node_processes_start(
     result = _run(bundle, "--node-process", kind, "--help", tmp_path=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert expected in result.stdout
+
+
+def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
+    """What `retail-node enroll` stores, written directly (as tests/desktop_client does)."""
+    from shared.enrollment import certificate_fingerprint, generate_keypair
+
+    directory = node_dir / "enrollment"
+    directory.mkdir(parents=True)
+    (directory / "ca.pem").write_bytes(ca_pem.read_bytes())
+    private_pem, public_line = generate_keypair()
+    (directory / "node.key").write_bytes(private_pem)
+    (directory / "node.key").chmod(0o600)
+    (directory / "node.pub").write_text(public_line + "\n")
+    credentials = {
+        "api_url": "http://127.0.0.1:1",
+        "access_token": "a",
+        "refresh_token": "r",
+        "access_expires_at": "2099-01-01T00:00:00+00:00",
+        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
+        "retailer_id": 3,
+        "retailer_name": "corner-shop",
+        "superlink_address": superlink,
+        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
+        "registration": "registered",
+    }
+    (directory / "credentials.json").write_text(json.dumps(credentials))
+
+
+def test_frozen_join_runs_its_node_processes_from_the_bundle(bundle: Path, tmp_path: Path) -> None:
+    """A frozen `join` starts the SuperNode and the runner as `retail-desktop --node-process`,
+    they run (the coordinator is not there: the node says it is unreachable), and `leave`
+    stops all of them."""
+    from coordinator.config import free_port
+    from coordinator.pki import write_pki
+    from shared.node_runtime.service import NodeService
+    from shared.synthetic import generate_demo
+    from tests.process_helpers import processes_naming, wait_for
+
+    manifest = generate_demo(tmp_path / "exports", retailers=1, seed=3, scale=0.3)
+    node_dir = tmp_path / "node"
+    _enroll(node_dir, write_pki(tmp_path / "pki").ca_cert, f"127.0.0.1:{free_port()}")
+    env = {**os.environ, "HOME": str(tmp_path), "RETAIL_NODE_HOME": str(tmp_path / "home")}
+    join_args = ["join", "--data-dir", str(node_dir), "--consent", "demand_pricing"]
+    join_args += ["--data", str(manifest.retailers[0].path)]
+    out_path = tmp_path / "join.out"
+    with out_path.open("wb") as out:
+        join = subprocess.Popen(
+            [str(bundle), "--node-cli", *join_args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    try:
+        service = NodeService(node_dir)
+        assert wait_for(lambda: service.status().connection == "unreachable", 120), (
+            out_path.read_text()[-3000:]
+        )
+        pids = service.status().pids
+        assert set(pids) == {"owner", "supernode", "runner"}
+        for kind in ("supernode", "runner"):
+            cmdline = Path(f"/proc/{pids[kind]}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[:3] == [str(bundle).encode(), b"--node-process", kind.encode()]
+        left = _run(bundle, "--node-cli", "leave", "--data-dir", str(node_dir), tmp_path=tmp_path)
+        assert left.returncode == 0, left.stderr[-3000:]
+        assert join.wait(60) == 0
+    finally:
+        if join.poll() is None:
+            join.terminate()
+            join.wait(30)
+    assert "left the federation" in out_path.read_text()
+    assert processes_naming(str(node_dir)) == []
