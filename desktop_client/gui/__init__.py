@@ -1,1 +1,1 @@
-"""Qt widgets of the desktop app. Thin views: each page's logic lives in ``desktop_client.viewmodels``."""
+"""Qt widgets of the desktop app. Thin views: page logic lives in ``desktop_client.viewmodels``."""

@@ -254,6 +254,8 @@ class DataPage(QWidget):
         self.report_view.setSortingEnabled(True)
         self.report_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.report_view.horizontalHeader().setStretchLastSection(True)
+        # Column widths from the first rows only: measuring thousands of issues froze the window.
+        self.report_view.horizontalHeader().setResizeContentsPrecision(100)
         self.report_view.verticalHeader().setVisible(False)
         layout.addWidget(self.report_view, 1)
         self.filter_edit.textChanged.connect(self.issue_proxy.set_text)
