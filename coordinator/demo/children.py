@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+COORDINATOR = "coordinator"  # the child stopped last
+
 
 @dataclass
 class Child:
@@ -77,10 +79,10 @@ class ChildProcesses:
                 child.process.wait(5)
 
     def stop_all(self, grace: float = 20.0) -> None:
-        """The nodes together first, then the coordinator (the first child started)."""
-        if self.children:
-            self.stop(self.children[1:], grace)
-            self.stop(self.children[:1], grace)
+        """The nodes together first, then the coordinator (children named "coordinator")."""
+        last = [c for c in self.children if c.name == COORDINATOR]
+        self.stop([c for c in self.children if c.name != COORDINATOR], grace)
+        self.stop(last, grace)
 
 
 def processes_under(directory: Path) -> list[int]:

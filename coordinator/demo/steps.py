@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from coordinator.admin_client import AdminClient, AdminClientError, Endpoints
-from coordinator.demo.children import Child, ChildProcesses, end_leftovers
+from coordinator.demo.children import COORDINATOR, Child, ChildProcesses, end_leftovers
 from coordinator.demo.summary import DemoSummary, NodeOutcome, summarise
 
 MARKER = ".retail-demo"
@@ -104,6 +104,7 @@ class DemoFederation:
         self._progress = progress
         self._begin = time.monotonic()
         self._serve: Child | None = None
+        self.node_cli = _python("desktop_client.node_cli")  # ``retail-node`` of this install
 
     def say(self, message: str) -> None:
         self._progress(f"[{time.monotonic() - self._begin:5.0f} s] {message}")
@@ -172,7 +173,7 @@ class DemoFederation:
         step = time.monotonic()
         self.say("starting the coordinator (API, SuperLink with TLS and node authentication)")
         self._serve = self.children.start(
-            "coordinator", _python("coordinator.cli", "serve", "--data-dir", self.coordinator_dir)
+            COORDINATOR, _python("coordinator.cli", "serve", "--data-dir", self.coordinator_dir)
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -198,20 +199,12 @@ class DemoFederation:
 
         def enroll(node: DemoNode, token: str) -> None:
             node.enrollment = _run_json(
-                _python(
-                    "desktop_client.node_cli",
-                    "enroll",
-                    endpoints.api_url,
-                    "--token",
-                    token,
-                    "--data-dir",
-                    node.directory,
-                    "--key-store",
-                    "file",
-                    "--json",
+                self.node_command(
+                    "enroll", endpoints.api_url, "--token", token, "--data-dir", node.directory,
+                    "--key-store", "file", "--json",
                 ),
                 f"enrolling {node.name}",
-            )
+            )  # fmt: skip
 
         with ThreadPoolExecutor(self.options.parallel) as pool:
             list(pool.map(enroll, self.nodes, tokens))
@@ -220,21 +213,8 @@ class DemoFederation:
     def _join_nodes(self) -> None:
         step = time.monotonic()
         self.say("joining every node: import its sales export, start SuperNode + trusted runner")
-        consent = ",".join(self.options.tasks)
         for node in self.nodes:
-            node.join = self.children.start(
-                f"{node.name}-join",
-                _python(
-                    "desktop_client.node_cli",
-                    "join",
-                    "--data-dir",
-                    node.directory,
-                    "--data",
-                    node.export,
-                    "--consent",
-                    consent,
-                ),
-            )
+            self.join_node(node)
         from shared.node_runtime.service import NodeService
 
         deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -249,6 +229,21 @@ class DemoFederation:
                 return
             time.sleep(0.5)
         raise DemoError(f"not every node connected within {CONNECT_TIMEOUT:.0f} s")
+
+    def node_command(self, *args: str | Path) -> list[str]:
+        """A ``retail-node`` command of this install."""
+        return [*self.node_cli, *(str(a) for a in args)]
+
+    def join_node(self, node: DemoNode, *, consent: Sequence[str] | None = None) -> Child:
+        """``retail-node join`` for one node with its sales export, as a supervised child."""
+        tasks = ",".join(self.options.tasks if consent is None else consent)
+        node.join = self.children.start(
+            f"{node.name}-join",
+            self.node_command(
+                "join", "--data-dir", node.directory, "--data", node.export, "--consent", tasks
+            ),
+        )
+        return node.join
 
     def _run_campaign(self) -> dict[str, Any]:
         step = time.monotonic()
