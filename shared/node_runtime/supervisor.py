@@ -71,6 +71,7 @@ HEALTHY_RESET_SECONDS = 60.0
 _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 _RETRYING = re.compile(r"Connection attempt failed, retrying in ([0-9.]+) seconds")
 _RECOVERED = re.compile(r"Connection successful after")
+_FLOWER_EXIT = re.compile(r"Exit Code: (\d+)")  # Flower's own code; the process exits with 1
 
 
 class SupervisorError(RuntimeError):
@@ -271,6 +272,7 @@ class NodeSupervisor:
         self._supernode: subprocess.Popen[bytes] | None = None
         self._runner: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._flower_exit: int | None = None  # "Exit Code: N" in this start's SuperNode log
         self._started_at = 0.0
         self.state = RuntimeState(owner=ProcessRecord.of(os.getpid()), superlink=superlink)
 
@@ -378,6 +380,7 @@ class NodeSupervisor:
         env = self._environment()
         supernode_log = self.run_dir / SUPERNODE_LOG
         self._log_offset = supernode_log.stat().st_size if supernode_log.exists() else 0
+        self._flower_exit = None
         with supernode_log.open("ab") as out:
             self._supernode = subprocess.Popen(  # noqa: S603  # sys.executable, our own arguments
                 self.supernode_command(port, secret),
@@ -447,6 +450,8 @@ class NodeSupervisor:
                     continue
                 self._follow_log()
                 name, code = died
+                if name == "SuperNode" and self._flower_exit is not None:
+                    code = self._flower_exit  # e.g. 305: TLS or authentication failed
                 self._terminate_children()
                 self.state.restarts += 1
                 if name == "SuperNode" and code == EXIT_AUTH_OR_TLS:
@@ -517,6 +522,8 @@ class NodeSupervisor:
                 )
             elif _RECOVERED.search(line) and self.state.state == "unreachable":
                 self._set("connected", "coordinator reachable again", event=True)
+            elif match := _FLOWER_EXIT.search(line):
+                self._flower_exit = int(match.group(1))
 
     def _set(self, state: str, message: str, *, event: bool = False) -> None:
         changed = state != self.state.state
