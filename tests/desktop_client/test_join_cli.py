@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,36 +14,16 @@ import pytest
 from coordinator.config import free_port
 from coordinator.pki import write_pki
 from desktop_client.node_cli import main
-from shared.enrollment import certificate_fingerprint, generate_keypair
 from shared.node_runtime.service import NodeService
 from shared.schema import Task
 from shared.synthetic import generate_demo
+from tests.enrollment_helpers import write_enrollment
 from tests.process_helpers import processes_naming, wait_for
 
 
 def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
     """What `retail-node enroll` stores, written directly."""
-    directory = node_dir / "enrollment"
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ca_pem, directory / "ca.pem")
-    private_pem, public_line = generate_keypair()
-    key = directory / "node.key"
-    key.write_bytes(private_pem)
-    key.chmod(0o600)
-    (directory / "node.pub").write_text(public_line + "\n")
-    credentials = {
-        "api_url": "http://127.0.0.1:1",
-        "access_token": "a",
-        "refresh_token": "r",
-        "access_expires_at": "2099-01-01T00:00:00+00:00",
-        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
-        "retailer_id": 3,
-        "retailer_name": "corner-shop",
-        "superlink_address": superlink,
-        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
-        "registration": "registered",
-    }
-    (directory / "credentials.json").write_text(json.dumps(credentials))
+    write_enrollment(node_dir, ca_pem, superlink, retailer_id=3, retailer_name="corner-shop")
 
 
 def test_join_without_enrollment_says_enroll_first(

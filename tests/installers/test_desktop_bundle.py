@@ -134,29 +134,10 @@ def test_frozen_node_processes_start(
 
 
 def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> None:
-    """What `retail-node enroll` stores, written directly (as tests/desktop_client does)."""
-    from shared.enrollment import certificate_fingerprint, generate_keypair
+    """What `retail-node enroll` stores, written directly."""
+    from tests.enrollment_helpers import write_enrollment
 
-    directory = node_dir / "enrollment"
-    directory.mkdir(parents=True)
-    (directory / "ca.pem").write_bytes(ca_pem.read_bytes())
-    private_pem, public_line = generate_keypair()
-    (directory / "node.key").write_bytes(private_pem)
-    (directory / "node.key").chmod(0o600)
-    (directory / "node.pub").write_text(public_line + "\n")
-    credentials = {
-        "api_url": "http://127.0.0.1:1",
-        "access_token": "a",
-        "refresh_token": "r",
-        "access_expires_at": "2099-01-01T00:00:00+00:00",
-        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
-        "retailer_id": 3,
-        "retailer_name": "corner-shop",
-        "superlink_address": superlink,
-        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
-        "registration": "registered",
-    }
-    (directory / "credentials.json").write_text(json.dumps(credentials))
+    write_enrollment(node_dir, ca_pem, superlink, retailer_id=3, retailer_name="corner-shop")
 
 
 def test_frozen_join_runs_its_node_processes_from_the_bundle(bundle: Path, tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from coordinator.flower_app import APP_DIR
 from coordinator.flower_control import FlowerControl
 from coordinator.pki import write_pki
 from coordinator.superlink import SuperLinkSupervisor
-from shared.enrollment import certificate_fingerprint, generate_keypair
 from shared.federation.node import CANONICAL_FILE
 from shared.ingest import ImportOptions, import_file
 from shared.node_runtime.events import EventKind, read_events
@@ -33,6 +32,7 @@ from shared.node_runtime.supervisor import CONNECTION_EVENT, SECRET_FILE, read_s
 from shared.privacy import PrivacyLedger
 from shared.schema import Task
 from shared.synthetic import generate_demo
+from tests.enrollment_helpers import write_enrollment
 from tests.process_helpers import processes_naming, wait_for
 
 
@@ -45,31 +45,7 @@ def _frame(root: Path) -> object:
 
 def _enroll(node_dir: Path, ca_pem: Path, superlink: str) -> str:
     """What `retail-node enroll` stores, written directly; returns the node's public key."""
-    directory = node_dir / "enrollment"
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ca_pem, directory / "ca.pem")
-    private_pem, public_line = generate_keypair()
-    key = directory / "node.key"
-    key.write_bytes(private_pem)
-    key.chmod(0o600)
-    (directory / "node.pub").write_text(public_line + "\n")
-    credentials = {
-        "api_url": "http://127.0.0.1:1",
-        "access_token": "a",
-        "refresh_token": "r",
-        "access_expires_at": "2099-01-01T00:00:00+00:00",
-        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
-        "retailer_id": 1,
-        "retailer_name": "shop-1",
-        "superlink_address": superlink,
-        "taxonomy_version": None,
-        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
-        "flower_node_id": None,
-        "registration": "registered",
-        "enrolled_at": "2026-01-01T00:00:00+00:00",
-    }
-    (directory / "credentials.json").write_text(json.dumps(credentials))
-    return public_line
+    return write_enrollment(node_dir, ca_pem, superlink)[1]
 
 
 # -- without a coordinator -------------------------------------------------------------------

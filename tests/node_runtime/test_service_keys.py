@@ -8,7 +8,6 @@ trying, which is all this test needs): the key it was given is the 0600 copy und
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import pytest
 
 from coordinator.config import CoordinatorConfig, free_port
 from coordinator.pki import write_pki
-from shared.enrollment import certificate_fingerprint, generate_keypair
 from shared.node_runtime.service import NodeNotReady, NodeService
 from shared.node_runtime.supervisor import read_state
 from shared.schema import Task
-from shared.secret_store import KeyLocation, KeyStore, materialized_key_path, save_node_key
+from shared.secret_store import KeyStore, materialized_key_path
+from tests.enrollment_helpers import write_enrollment
 from tests.node_runtime.test_service import _frame
 from tests.process_helpers import processes_naming, wait_for
 
@@ -29,27 +28,9 @@ PASSPHRASE = "a long node passphrase"  # noqa: S105 - a test passphrase
 
 def _enroll_encrypted(node_dir: Path, ca_pem: Path, superlink: str) -> bytes:
     """What `retail-node enroll --key-store encrypted` stores, written directly."""
-    directory = node_dir / "enrollment"
-    directory.mkdir(parents=True)
-    (directory / "ca.pem").write_bytes(ca_pem.read_bytes())
-    private_pem, public_line = generate_keypair()
-    save_node_key(KeyLocation(KeyStore.ENCRYPTED, directory), private_pem, PASSPHRASE)
-    (directory / "node.pub").write_text(public_line + "\n")
-    credentials = {
-        "api_url": "http://127.0.0.1:1",
-        "access_token": "a",
-        "refresh_token": "r",
-        "access_expires_at": "2099-01-01T00:00:00+00:00",
-        "refresh_expires_at": "2099-01-01T00:00:00+00:00",
-        "retailer_id": 1,
-        "retailer_name": "shop-1",
-        "superlink_address": superlink,
-        "ca_fingerprint": certificate_fingerprint(ca_pem.read_bytes()),
-        "registration": "registered",
-        "key_store": "encrypted",
-        "key_id": None,
-    }
-    (directory / "credentials.json").write_text(json.dumps(credentials))
+    private_pem, _ = write_enrollment(
+        node_dir, ca_pem, superlink, key_store=KeyStore.ENCRYPTED, passphrase=PASSPHRASE
+    )
     return private_pem
 
 
