@@ -67,6 +67,10 @@ CONNECTION_EVENT = "connection"  # data: state (connected, unreachable, stopped)
 
 EXIT_AUTH_OR_TLS = 305  # Flower 1.42: SuperNode could not authenticate or verify TLS
 HEALTHY_RESET_SECONDS = 60.0
+# A SuperNode that keeps "retrying" this long is restarted: after the coordinator restarts,
+# Flower 1.42's SuperNode retries a reply for the stopped run forever (the SuperLink answers
+# "Run is finished"), which its log reports as a failed connection; a fresh one rejoins.
+STUCK_RETRY_SECONDS = 45.0
 
 _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 _RETRYING = re.compile(r"Connection attempt failed, retrying in ([0-9.]+) seconds")
@@ -273,6 +277,7 @@ class NodeSupervisor:
         self._runner: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
         self._flower_exit: int | None = None  # "Exit Code: N" in this start's SuperNode log
+        self._unreachable_since: float | None = None  # monotonic time the retries began
         self._started_at = 0.0
         self.state = RuntimeState(owner=ProcessRecord.of(os.getpid()), superlink=superlink)
 
@@ -381,6 +386,7 @@ class NodeSupervisor:
         supernode_log = self.run_dir / SUPERNODE_LOG
         self._log_offset = supernode_log.stat().st_size if supernode_log.exists() else 0
         self._flower_exit = None
+        self._unreachable_since = None
         with supernode_log.open("ab") as out:
             self._supernode = subprocess.Popen(  # noqa: S603  # sys.executable, our own arguments
                 self.supernode_command(port, secret),
@@ -443,7 +449,7 @@ class NodeSupervisor:
                 if self._stopping.is_set():
                     return
                 self._follow_log()
-                died = self._dead()
+                died = self._dead() or self._stuck()
                 if died is None:
                     if time.monotonic() - self._started_at > HEALTHY_RESET_SECONDS:
                         backoff = self.backoff_initial
@@ -481,6 +487,19 @@ class NodeSupervisor:
                     self.events.append(
                         EventKind.ERROR, message=f"cannot restart: {exc}", step="supervisor"
                     )
+
+    def _stuck(self) -> tuple[str, int] | None:
+        """The SuperNode has reported failed connections for STUCK_RETRY_SECONDS."""
+        since = self._unreachable_since
+        if since is None or time.monotonic() - since < STUCK_RETRY_SECONDS:
+            return None
+        self.events.append(
+            EventKind.ERROR,
+            message=f"the SuperNode kept retrying for {STUCK_RETRY_SECONDS:.0f} s; restarting it",
+            step="supervisor",
+            error="stuck",
+        )
+        return "SuperNode", -2
 
     def _dead(self) -> tuple[str, int] | None:
         for name, proc in (("SuperNode", self._supernode), ("runner", self._runner)):
@@ -527,6 +546,8 @@ class NodeSupervisor:
 
     def _set(self, state: str, message: str, *, event: bool = False) -> None:
         changed = state != self.state.state
+        if changed:
+            self._unreachable_since = time.monotonic() if state == "unreachable" else None
         self.state.state = state
         self.state.message = message
         if event and changed:
