@@ -41,7 +41,11 @@ def _stream(body: bytes) -> bytes:
     if found is None:
         return b""
     raw = found.group(1)
-    return zlib.decompress(raw) if b"/FlateDecode" in body[: found.start()] else raw
+    if b"/FlateDecode" not in body[: found.start()]:
+        return raw
+    # A compressed image may hold the bytes "endobj"/"endstream" by chance, which cuts this
+    # regex reading short; decompress what is whole (only text streams are read for text).
+    return zlib.decompressobj().decompress(raw)
 
 
 def _cmap(text: bytes) -> dict[int, str]:
