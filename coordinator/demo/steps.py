@@ -11,12 +11,15 @@ interpreter (``python -m ...``), so the demo works without an activated virtuale
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,11 +320,26 @@ class DemoFederation:
     def _stop_everything(self) -> None:
         step = time.monotonic()
         self.say("stopping the nodes and the coordinator")
-        self.children.stop_all()
-        leftovers = end_leftovers(self.workdir)
+        with _signals_held():  # a second Ctrl-C must not cut the clean-up short
+            self.children.stop_all()
+            leftovers = end_leftovers(self.workdir)
         if leftovers:
             self.say(f"ended {len(leftovers)} leftover processes")
         self._timed("stop", step)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM meanwhile (main thread only: signals cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _describe_round(row: dict[str, Any], rounds: int) -> str:

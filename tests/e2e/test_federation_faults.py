@@ -41,6 +41,16 @@ from shared.privacy import PrivacyLedger
 from shared.schema import Task
 
 T = TypeVar("T")
+
+# About 10 minutes on 2 cores (a 6-shop federation, two campaigns, a coordinator restart, every
+# shop's insights): too long for CI's 20-minute budget beside the rest, so it runs on request.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.environ.get("RETAIL_E2E_FAULTS") != "1",
+        reason="the fault scenario takes ~10 min: run with RETAIL_E2E_FAULTS=1",
+    ),
+]
 CONNECT = 180.0
 CAMPAIGN = 600.0
 

@@ -557,38 +557,3 @@ def test_a_tampered_app_is_refused_by_every_runner_and_never_runs(
         assert node.runner is not None and node.runner.poll() is None
     logs, _ = federation.control.run_logs(run_id)
     assert "campaign 66 round 1 attempt 1 (train): skipped, 0 participants, 5 declined" in logs
-
-
-@pytest.mark.slow
-def test_the_trusted_app_completes_a_secagg_round_on_five_nodes(federation: Federation) -> None:
-    t0 = time.monotonic()
-    run_id = federation.control.submit_run(
-        APP_DIR,
-        {"campaign-id": 67, "rounds": 1, "statistics-epsilon": 0.0, "epsilon-per-round": 1.0},
-    )
-    finished = _wait_for(lambda: federation.control.run_info(run_id).finished, 170, 1.0)
-    assert finished, federation.logs()
-    federation.timings["trusted: submit to run finished"] = time.monotonic() - t0
-    assert federation.control.run_status(run_id) == "finished:completed", federation.logs()
-    logs, _ = federation.control.run_logs(run_id)
-    assert "campaign 67 round 1 attempt 1 (train): aggregated, 5 participants" in logs, logs
-
-    started, ended = [], []
-    for node in federation.nodes:
-        events = [e for e in read_events(node.directory).events if e.run_id == run_id]
-        kinds = [e.kind for e in events]
-        for kind in ("round_started", "joined", "trained", "epsilon_charged", "model_received"):
-            assert kind in kinds, (node.name, kinds)
-        assert "error" not in kinds and "run_refused" not in kinds
-        charged = next(e for e in events if e.kind == EventKind.EPSILON_CHARGED)
-        with PrivacyLedger.in_data_dir(node.directory) as ledger:
-            status = ledger.status()
-        assert 0 < status.spent_epsilon <= 1.0 + 1e-6
-        assert charged.data["spent"] == pytest.approx(status.spent_epsilon)
-        assert [r.state.value for r in status.releases] == ["committed"]
-        started.append(events[0].at)
-        ended.append(events[-1].at)
-    federation.timings["trusted: SecAgg+ round, first query to last evaluation"] = (
-        max(ended) - min(started)
-    ).total_seconds()
-    assert all(n.runner is not None and n.runner.poll() is None for n in federation.nodes)
