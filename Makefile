@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n 2 --dist loadgroup
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest -n 2 --dist loadfile
 
 benchmark: $(STAMP)
 	$(BIN)/python tests/benchmarks/ingest.py
