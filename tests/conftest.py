@@ -15,4 +15,3 @@ def isolated_node_home(
 ) -> None:
     """Commands without --data-dir would write to the user's data dir; use a temp dir instead."""
     monkeypatch.setenv("RETAIL_NODE_HOME", str(tmp_path_factory.mktemp("node-home")))
-
