@@ -52,6 +52,9 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
     return 0
 
 
+SIMULATION_QUERY_TIMEOUT = 300.0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from shared.federation.settings import RunSettings, SettingsError
     from shared.federation.study import StudyError, run_study
@@ -68,6 +71,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             statistics_epsilon=args.statistics_epsilon,
+            # The simulation's first message starts every node's actor (a process importing
+            # torch): on a busy 2-core machine that took longer than the 60 s default.
+            query_timeout=SIMULATION_QUERY_TIMEOUT,
         )
     except (MappingFileError, SettingsError) as exc:
         return _fail(str(exc), args.json)
