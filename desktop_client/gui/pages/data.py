@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -72,6 +73,28 @@ class BackgroundJob(QRunnable):
         self.returned = threading.Event()  # set once run() is over: safe to let go
         self._work = work
 
+    def deliver_to(
+        self,
+        owner: QObject,
+        *,
+        finished: Callable[[Any], None],
+        failed: Callable[[str], None] | None = None,
+        progress: Callable[[int, str], None] | None = None,
+        cancelled: Callable[[], None] | None = None,
+    ) -> None:
+        """Connect the job's outcome to ``owner``'s callbacks, dropped once ``owner`` is gone.
+
+        Why: Qt disconnects a destroyed widget's own slots, but not a lambda or ``partial``
+        around them; a page closed while its job ran would otherwise get a late result."""
+        for signal, callback in (
+            (self.signals.finished, finished),
+            (self.signals.failed, failed),
+            (self.signals.progress, progress),
+            (self.signals.cancelled, cancelled),
+        ):
+            if callback is not None:
+                signal.connect(_while_alive(owner, callback))
+
     def run(self) -> None:
         try:
             self._run()
@@ -92,6 +115,14 @@ class BackgroundJob(QRunnable):
             self.signals.cancelled.emit()
         else:
             self.signals.finished.emit(result)
+
+
+def _while_alive(owner: QObject, callback: Callable[..., None]) -> Callable[..., None]:
+    def call(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            callback(*args)
+
+    return call
 
 
 class JobKeeper:
@@ -391,10 +422,13 @@ class DataPage(QWidget):
             self._job.token.cancel()  # its late result is ignored: only the newest job counts
         job = BackgroundJob(work)
         self._job = job
-        job.signals.progress.connect(lambda pct, what, j=job: self._progress(j, pct, what))
-        job.signals.finished.connect(lambda result, j=job: self._finish(j, done, result))
-        job.signals.failed.connect(lambda message, j=job: self._failed(j, message))
-        job.signals.cancelled.connect(lambda j=job: self._cancelled(j))
+        job.deliver_to(
+            self,
+            progress=lambda pct, what, j=job: self._progress(j, pct, what),
+            finished=lambda result, j=job: self._finish(j, done, result),
+            failed=lambda message, j=job: self._failed(j, message),
+            cancelled=lambda j=job: self._cancelled(j),
+        )
         self.problem_label.clear()
         self.progress.setRange(0, 100)
         self.progress.setValue(0)

@@ -497,8 +497,7 @@ class PrivacyPage(QWidget):
         self, work: Callable[[Progress, CancelToken], Any], done: Callable[[Any], None]
     ) -> None:
         job = BackgroundJob(work)
-        job.signals.finished.connect(done)
-        job.signals.failed.connect(self._failed)
+        job.deliver_to(self, finished=done, failed=self._failed)
         self._keeper.start(job)
 
     def _failed(self, message: str) -> None:

@@ -172,3 +172,38 @@ def test_viewer_mode_is_read_only(qtbot: QtBot, tmp_path: Path, export: Path) ->
     page.open_path(export)
     assert not page.busy and page.viewmodel.outcome is None
     assert not (tmp_path / "node").exists()
+
+
+def test_a_late_job_result_is_dropped_once_its_page_is_gone(qtbot: QtBot) -> None:
+    """A page closed while its background job ran must not get the result (the job's
+    callbacks wrap the page's methods, which Qt alone would not disconnect)."""
+    import threading
+
+    import shiboken6
+    from PySide6.QtCore import QThreadPool
+    from PySide6.QtWidgets import QWidget
+
+    from desktop_client.gui.pages.data import BackgroundJob, JobKeeper
+
+    release = threading.Event()
+    delivered: list[object] = []
+    owner = QWidget()
+    job = BackgroundJob(lambda progress, cancel: release.wait(30) and "late")
+    job.deliver_to(owner, finished=delivered.append)
+    keeper = JobKeeper()
+    keeper.start(job)
+    shiboken6.delete(owner)  # the page is closed while the job still runs
+    release.set()
+    assert QThreadPool.globalInstance().waitForDone(30_000)
+    qtbot.wait(50)  # let the queued signal reach the GUI thread
+    assert job.returned.is_set()
+    assert delivered == []
+
+    alive = QWidget()
+    job = BackgroundJob(lambda progress, cancel: "on time")
+    job.deliver_to(alive, finished=delivered.append)
+    with qtbot.waitSignal(job.signals.finished, timeout=30_000):
+        keeper.start(job)
+    qtbot.wait(50)
+    assert delivered == ["on time"]
+    alive.deleteLater()
