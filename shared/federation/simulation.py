@@ -50,6 +50,9 @@ def run_federation(
     previous = os.environ.get(SIMULATION_NODES_ENV)
     os.environ[SIMULATION_NODES_ENV] = json.dumps([str(p.resolve()) for p in node_dirs])
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray starts its workers at nice 15; beside other busy processes (a second test worker,
+    # a shop's own software) the nodes then got almost no CPU and missed every deadline.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         run_simulation(
             server_app=server_app,
