@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from shared.federation.strategy import STATISTICS_STAGE
 
 SIMULATION_NODES_ENV = "RETAIL_SIMULATION_NODES"
 _RUNTIMES: dict[Path, NodeRuntime] = {}
+_RUNTIMES_LOCK = threading.Lock()
 
 
 def node_dir_for(context: Context) -> Path:
@@ -37,10 +39,14 @@ def node_dir_for(context: Context) -> Path:
 
 
 def runtime_for(node_dir: Path) -> NodeRuntime:
-    """Loaded once per process: data preparation and model state survive between messages."""
-    if node_dir not in _RUNTIMES:
-        _RUNTIMES[node_dir] = NodeRuntime(node_dir)
-    return _RUNTIMES[node_dir]
+    """Loaded once per process: data preparation and model state survive between messages.
+
+    Thread-safe: the long-lived runner warms it up on a thread while its first task may arrive.
+    """
+    with _RUNTIMES_LOCK:
+        if node_dir not in _RUNTIMES:
+            _RUNTIMES[node_dir] = NodeRuntime(node_dir)
+        return _RUNTIMES[node_dir]
 
 
 class RetailerClient(NumPyClient):

@@ -142,3 +142,29 @@ def test_a_retried_round_is_joined_even_near_the_cap(tmp_path: Path, node_dir: P
     retry = runtime.participation(SMALL, "campaign-cap", 1)
     assert retry.accept, retry.reason
     assert "re-sends" in retry.reason
+
+
+def test_the_runner_warm_up_loads_the_runtime_its_first_task_uses(
+    node_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner loads torch and the node's data before its first task; that task then
+    finds the same runtime (one load per process, even when both race)."""
+    import threading
+
+    from shared.federation import client_app
+    from shared.node_runtime.flower_runner import warm_up
+
+    copy = shutil.copytree(node_dir, tmp_path / "node")
+    first = warm_up(copy)
+    racing: list[NodeRuntime] = []
+    task = threading.Thread(target=lambda: racing.append(client_app.runtime_for(copy)))
+    task.start()
+    first.join(120)
+    task.join(120)
+    assert racing == [client_app.runtime_for(copy)]
+    assert racing[0].node_dir == copy
+
+    caplog.set_level("INFO", logger="shared.node_runtime.flower_runner")
+    warm_up(tmp_path / "not-prepared").join(120)  # no data yet: logged, nothing raised
+    assert "warm-up skipped" in caplog.text
+    assert tmp_path / "not-prepared" not in client_app._RUNTIMES
