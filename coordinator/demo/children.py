@@ -104,9 +104,27 @@ def processes_under(directory: Path) -> list[int]:
     return found
 
 
-def end_leftovers(directory: Path, grace: float = 5.0) -> list[int]:
-    """SIGTERM, then SIGKILL, every process still serving ``directory``; returns their pids."""
-    leftovers = processes_under(directory)
+def command_of(pid: int) -> str:
+    """A process's program and first argument, e.g. ``python -m coordinator.cli`` (for logs)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    args = [a for a in args if a]
+    shown = [Path(args[0]).name] if args else []
+    for flag in ("-m", "-c"):
+        if flag in args[:-1]:
+            shown += [flag, args[args.index(flag) + 1][:40]]
+            break
+    else:
+        shown += [Path(a).name for a in args[1:2]]
+    return " ".join(shown) or "?"
+
+
+def end_leftovers(directory: Path, grace: float = 5.0) -> dict[int, str]:
+    """SIGTERM, then SIGKILL, every process still serving ``directory``; returns their pids
+    and commands."""
+    leftovers = {pid: command_of(pid) for pid in processes_under(directory)}
     for pid in leftovers:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)

@@ -339,7 +339,10 @@ class DemoFederation:
             self.children.stop_all()
             leftovers = end_leftovers(self.workdir)
         if leftovers:
-            self.say(f"ended {len(leftovers)} leftover processes")
+            self.say(
+                f"ended {len(leftovers)} leftover processes: "
+                + ", ".join(f"{pid} ({command})" for pid, command in leftovers.items())
+            )
         self._timed("stop", step)
 
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from shared.model.demand import FEDERATED_PARAMETERS, DemandModel
@@ -288,6 +287,10 @@ def train_private(
     used and the steps taken. ``seed`` makes sampling and noise reproducible (tests); leave it
     None in production.
     """
+    # Imported here: Opacus adds about 4.5 s to every process that only needs the model
+    # (insight refreshes, the desktop app); the node's runner loads it while it waits.
+    from opacus.optimizers import DPOptimizer
+
     check_own_data(model, data)
     rate, steps_per_epoch = _rate_and_steps(sample_rate)
     if len(data) == 0:

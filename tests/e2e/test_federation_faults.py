@@ -14,6 +14,9 @@ One scenario, on purpose (every federation start costs tens of seconds on 2 core
 4. The coordinator is SIGKILLed during a second campaign and restarted: the nodes report it
    unreachable and reconnect, the campaign is failed cleanly ("interrupted"), the audit chain
    verifies, and the coordinator's ledger mirror agrees with every node's own ledger.
+5. Two of five (40% > SecAgg+'s 30% margin) are SIGKILLed after training in a third campaign:
+   that attempt fails, no model is published from it, and when the round is retried (the two
+   back, re-sending the update they already released) or skipped, nobody is charged twice.
 """
 
 from __future__ import annotations
@@ -253,6 +256,50 @@ def test_faults_on_the_real_federation(federation: DemoFederation, qtbot: QtBot)
         assert mirrored == pytest.approx(own) or (undelivered and (mirrored or 0) < own), (
             node.name, own, mirrored,
         )  # fmt: skip
+
+    # -- 5. two of five killed after training: the attempt fails, nobody is charged twice -------
+    shops = fed.nodes[:5]
+    victims = fed.nodes[3:5]  # shops 4 and 5
+    charges_before = {n.name: len(events(n, EventKind.EPSILON_CHARGED)) for n in shops}
+    trained_before = {n.name: len(events(n, EventKind.TRAINED)) for n in victims}
+    with AdminClient(fed.coordinator_dir) as admin:
+        models_before = len(admin.call("GET", "/models"))
+        third = admin.start_campaign(1, 0.5, ["demand_pricing"])
+    for victim in victims:
+        wait_for(
+            f"{victim.name}'s masked update",
+            lambda v=victim: len(events(v, EventKind.TRAINED)) > trained_before[v.name],
+            CAMPAIGN,
+        )
+    for victim in victims:
+        state = read_state(victim.directory)
+        assert state is not None and state.supernode is not None and state.runner is not None
+        for pid in (state.supernode.pid, state.runner.pid):
+            os.kill(pid, signal.SIGKILL)
+    with AdminClient(fed.coordinator_dir) as admin:
+        ended = wait_for(
+            "the third campaign's end",
+            lambda: (
+                (c := admin.call("GET", f"/campaigns/{third['id']}"))["status"] != "running" and c
+            ),
+            CAMPAIGN,
+            every=1.0,
+        )
+        attempts = [
+            r for r in admin.call("GET", f"/campaigns/{third['id']}/rounds") if r["round"] == 1
+        ]
+        models_after = len(admin.call("GET", "/models"))
+    print(f"two of five killed: {[(a['attempt'], a['status']) for a in attempts]}, {ended}")
+    assert attempts and attempts[0]["status"] == "failed", attempts
+    aggregated = [a for a in attempts if a["status"] == "aggregated"]
+    assert len(aggregated) <= 1
+    # A model is published only for an aggregated attempt, never for the failed one.
+    assert models_after == models_before + len(aggregated), (models_before, models_after)
+    for node in shops:
+        new_charges = len(events(node, EventKind.EPSILON_CHARGED)) - charges_before[node.name]
+        assert new_charges <= 1, (node.name, new_charges)  # a retry re-sends, never recharges
+    for victim in victims:  # they trained and released once: charged exactly once
+        assert len(events(victim, EventKind.EPSILON_CHARGED)) == charges_before[victim.name] + 1
     window.close()
 
 

@@ -59,3 +59,50 @@ def test_the_supernode_idle_sleep_is_shortened_and_nothing_else(
     assert slept == [0.05, 0.5]
     assert loop.time.monotonic is time.monotonic  # everything else passes through
     shorten_idle_pull(0.2)  # applying twice is allowed (a restarted supervisor in one process)
+
+
+def test_object_pulls_back_off_from_50_ms_where_nodes_pull_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fails loudly if flwr stops pulling message objects with these back-off functions."""
+    import functools
+    import inspect
+
+    from shared.node_runtime.launch import (
+        OBJECT_PULL_BACKOFF,
+        OBJECT_PULL_BACKOFF_CAP,
+        OBJECT_PULLS,
+        quicken_object_pulls,
+    )
+
+    modules = [__import__("importlib").import_module(name) for name, _ in OBJECT_PULLS]
+    for module, (_, name) in zip(modules, OBJECT_PULLS, strict=True):
+        monkeypatch.setattr(module, name, getattr(module, name))  # undone after the test
+        original = getattr(module, name)
+        assert inspect.signature(original).parameters["initial_backoff"].default == 1
+    # The SuperNode pulls with ``pull_objects``; the runner's pull_task_input inflates with the
+    # other: both look the name up in their module when called.
+    assert "pull_objects(" in inspect.getsource(modules[0])
+    assert "pull_and_inflate_object_from_tree(" in inspect.getsource(modules[1].pull_task_input)
+    assert quicken_object_pulls() == modules
+    quicken_object_pulls()  # twice is fine: the back-off is set, not stacked
+    for module, (_, name) in zip(modules, OBJECT_PULLS, strict=True):
+        patched = getattr(module, name)
+        assert isinstance(patched, functools.partial)
+        assert not isinstance(patched.func, functools.partial)
+        assert patched.keywords == {
+            "initial_backoff": OBJECT_PULL_BACKOFF,
+            "backoff_cap": OBJECT_PULL_BACKOFF_CAP,
+        }
+
+
+def test_a_moved_pull_function_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flwr.supernode.runtime.run_clientapp as clientapp
+    import flwr.supernode.start_client_internal as loop
+
+    from shared.node_runtime.launch import quicken_object_pulls
+
+    monkeypatch.setattr(loop, "pull_objects", loop.pull_objects)  # undone after the test
+    monkeypatch.setattr(clientapp, "pull_and_inflate_object_from_tree", lambda tree: tree)
+    with pytest.raises(RuntimeError, match="re-measure"):
+        quicken_object_pulls()
