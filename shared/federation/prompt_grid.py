@@ -4,7 +4,9 @@ Why: Flower 1.42's deployment Grid (``GrpcGrid``) waits a fixed 3 s between repl
 ``send_and_receive``. A private round is six exchanges (participation query, four SecAgg+
 stages, evaluation), so that wait alone costs up to 18 s a round while the nodes sit idle.
 This wrapper implements ``send_and_receive`` with the Grid's own public ``push_messages`` and
-``pull_messages`` and a short pull interval; everything else is delegated unchanged, so
+``pull_messages`` and a short pull interval (and starts Flower's back-off for replies whose
+content is late at 50 ms, see :mod:`shared.federation.object_pulls`); everything else is
+delegated unchanged, so
 Flower's workflows (``SecAggPlusWorkflow``) and our own use it as they would the original.
 """
 
@@ -17,6 +19,8 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
+from shared.federation.object_pulls import SERVER_OBJECT_PULLS, quicken_object_pulls
+
 DEFAULT_REPLY_POLL = 0.25  # seconds between reply pulls: a cheap call on loopback or LAN
 
 
@@ -28,6 +32,8 @@ class PromptGrid(Grid):
             raise ValueError("poll_interval must be positive")
         self.inner = inner
         self.poll_interval = poll_interval
+        # Replies whose content arrives after them are pulled within 50 ms, not 1-2-4 s.
+        quicken_object_pulls(SERVER_OBJECT_PULLS)
 
     def set_run(self, run: Run) -> None:
         self.inner.set_run(run)
@@ -58,19 +64,23 @@ class PromptGrid(Grid):
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> Iterable[Message]:
-        """Push, then pull until every reply is in or ``timeout`` s have passed."""
+        """Push, then pull until every reply is in or ``timeout`` s have passed.
+
+        The last pull always starts after the deadline: one pull can block for minutes on a
+        reply whose node died while sending it (Flower waits for its content), and replies
+        that arrived meanwhile must not be dropped as if their nodes had left."""
         pending = set(self.push_messages(messages))
         deadline = None if timeout is None else time.monotonic() + timeout
         replies: list[Message] = []
         while pending:
+            started = time.monotonic()
             received = list(self.pull_messages(pending))
             replies.extend(received)
             pending -= {reply.metadata.reply_to_message_id for reply in received}
-            if not pending:
+            if not pending or (deadline is not None and started >= deadline):
                 break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            time.sleep(self.poll_interval)
+            if deadline is None or time.monotonic() < deadline:
+                time.sleep(self.poll_interval)
         return replies
 
     def __getattr__(self, name: str) -> object:

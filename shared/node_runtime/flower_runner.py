@@ -92,9 +92,10 @@ from flwr.supernode.runtime.run_clientapp import (
     push_task_output,
 )
 
+from shared.federation.object_pulls import quicken_object_pulls
 from shared.node_runtime.events import EventKind, EventLog
 from shared.node_runtime.insight_refresh import InsightRefresher
-from shared.node_runtime.launch import quicken_object_pulls
+from shared.node_runtime.launch import NODE_OBJECT_PULLS
 from shared.node_runtime.ledger_report import LedgerReporter, SpendReport
 from shared.node_runtime.trust import (
     PINNED,
@@ -907,7 +908,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         stop = threading.Event()
         _install_signals(stop)
-        quicken_object_pulls()  # see shared.node_runtime.launch: 1-2-4 s waits otherwise
+        quicken_object_pulls(NODE_OBJECT_PULLS)  # Flower waits 1-2-4 s for late content
         warm_up(args.node_dir)
         runner.serve(stop)
     except (RunnerConfigError, OSError) as exc:

@@ -13,7 +13,8 @@ Why a launcher instead of the ``flower-supernode`` script:
 * Speed, again. Flower stores a message before its content has arrived, and a pull that finds
   an object missing backs off 1 s, 2 s, 4 s...: the SuperNode pulling from the SuperLink, and
   the runner pulling from the SuperNode (measured: 6.9 s to pull one SecAgg+ training message
-  with five nodes on two cores). :func:`quicken_object_pulls` starts that back-off at 0.05 s.
+  with five nodes on two cores). :func:`shared.federation.object_pulls.quicken_object_pulls`
+  starts that back-off at 0.05 s.
 * Frozen installs. A PyInstaller app has no ``flower-supernode`` script and no ``python -m``;
   it re-executes itself as ``APP --node-process KIND ...`` and its entry calls
   :func:`node_process_main`.
@@ -22,14 +23,14 @@ Why a launcher instead of the ``flower-supernode`` script:
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
-import inspect
 import sys
 import time
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
+
+from shared.federation.object_pulls import quicken_object_pulls
 
 LAUNCH_MODULE = "shared.node_runtime.launch"
 RUNNER_MODULE = "shared.node_runtime.flower_runner"
@@ -39,14 +40,12 @@ NODE_CLI_MODULE = "desktop_client.node_cli"
 DEFAULT_PULL_INTERVAL = 0.5
 FLOWER_IDLE_SLEEP = 3  # the literal Flower 1.42 sleeps after an empty pull
 PATCHED_MODULE = "flwr.supernode.start_client_internal"
-# Where Flower 1.42 pulls a message's objects, and with which function: the SuperNode from
-# the SuperLink, the ClientApp side (our runner) from the SuperNode.
-OBJECT_PULLS = (
+# Where Flower 1.42 pulls a message's objects on a node: the SuperNode from the SuperLink, the
+# ClientApp side (our runner) from the SuperNode.
+NODE_OBJECT_PULLS = (
     (PATCHED_MODULE, "pull_objects"),
     ("flwr.supernode.runtime.run_clientapp", "pull_and_inflate_object_from_tree"),
 )
-OBJECT_PULL_BACKOFF = 0.05  # first retry after a missing object (Flower: 1 s)
-OBJECT_PULL_BACKOFF_CAP = 1.0  # longest wait between retries (Flower: 10 s)
 
 
 def is_frozen() -> bool:
@@ -100,34 +99,6 @@ def shorten_idle_pull(interval: float) -> ModuleType:
     return module
 
 
-def quicken_object_pulls() -> list[ModuleType]:
-    """Start Flower's object-pull back-off at 0.05 s (capped at 1 s) where nodes pull messages.
-
-    Returns the patched modules; raises if a patched function moved or lost its back-off
-    parameters (re-measure before changing the flwr pin)."""
-    patched = []
-    for module_name, name in OBJECT_PULLS:
-        module = importlib.import_module(module_name)
-        current = getattr(module, name, None)
-        original = current.func if isinstance(current, functools.partial) else current
-        if original is None or not {"initial_backoff", "backoff_cap"} <= set(
-            inspect.signature(original).parameters
-        ):
-            raise RuntimeError(
-                f"{module_name}.{name} is not the back-off pull of flwr 1.42; "
-                "re-measure Flower's object pulls before changing the pin"
-            )
-        setattr(
-            module,
-            name,
-            functools.partial(
-                original, initial_backoff=OBJECT_PULL_BACKOFF, backoff_cap=OBJECT_PULL_BACKOFF_CAP
-            ),
-        )
-        patched.append(module)
-    return patched
-
-
 def run_supernode(args: Sequence[str]) -> int:
     """``flower-supernode`` in this process, with a shorter idle pull (see module doc)."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -137,7 +108,7 @@ def run_supernode(args: Sequence[str]) -> int:
         print("--pull-interval must be between 0.05 and 3 seconds", file=sys.stderr)
         return 2
     shorten_idle_pull(ours.pull_interval)
-    quicken_object_pulls()
+    quicken_object_pulls(NODE_OBJECT_PULLS)
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
     sys.argv = ["flower-supernode", *flower_args]

@@ -68,12 +68,12 @@ def test_object_pulls_back_off_from_50_ms_where_nodes_pull_messages(
     import functools
     import inspect
 
-    from shared.node_runtime.launch import (
+    from shared.federation.object_pulls import (
         OBJECT_PULL_BACKOFF,
         OBJECT_PULL_BACKOFF_CAP,
-        OBJECT_PULLS,
         quicken_object_pulls,
     )
+    from shared.node_runtime.launch import NODE_OBJECT_PULLS as OBJECT_PULLS
 
     modules = [__import__("importlib").import_module(name) for name, _ in OBJECT_PULLS]
     for module, (_, name) in zip(modules, OBJECT_PULLS, strict=True):
@@ -84,8 +84,8 @@ def test_object_pulls_back_off_from_50_ms_where_nodes_pull_messages(
     # other: both look the name up in their module when called.
     assert "pull_objects(" in inspect.getsource(modules[0])
     assert "pull_and_inflate_object_from_tree(" in inspect.getsource(modules[1].pull_task_input)
-    assert quicken_object_pulls() == modules
-    quicken_object_pulls()  # twice is fine: the back-off is set, not stacked
+    assert quicken_object_pulls(OBJECT_PULLS) == modules
+    quicken_object_pulls(OBJECT_PULLS)  # twice is fine: the back-off is set, not stacked
     for module, (_, name) in zip(modules, OBJECT_PULLS, strict=True):
         patched = getattr(module, name)
         assert isinstance(patched, functools.partial)
@@ -100,9 +100,10 @@ def test_a_moved_pull_function_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     import flwr.supernode.runtime.run_clientapp as clientapp
     import flwr.supernode.start_client_internal as loop
 
-    from shared.node_runtime.launch import quicken_object_pulls
+    from shared.federation.object_pulls import quicken_object_pulls
+    from shared.node_runtime.launch import NODE_OBJECT_PULLS
 
     monkeypatch.setattr(loop, "pull_objects", loop.pull_objects)  # undone after the test
     monkeypatch.setattr(clientapp, "pull_and_inflate_object_from_tree", lambda tree: tree)
     with pytest.raises(RuntimeError, match="re-measure"):
-        quicken_object_pulls()
+        quicken_object_pulls(NODE_OBJECT_PULLS)

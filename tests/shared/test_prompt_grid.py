@@ -61,14 +61,45 @@ def _messages(grid: Grid) -> list[Message]:
     return [grid.create_message(RecordDict(), "train", n, "1") for n in grid.get_node_ids()]
 
 
-def test_all_replies_are_collected_soon_after_they_arrive() -> None:
+def test_all_replies_are_collected_soon_after_they_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     inner = ScriptedGrid(delay=0.3, answered={"m1", "m2", "m3"})
     grid = PromptGrid(inner, poll_interval=0.05)
-    started = time.monotonic()
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(
+        "shared.federation.prompt_grid.time.sleep", lambda s: (slept.append(s), real_sleep(s))
+    )
     replies = list(grid.send_and_receive(_messages(grid), timeout=10))
     assert sorted(r.metadata.reply_to_message_id for r in replies) == ["m1", "m2", "m3"]
     assert inner.pulls >= 2  # it waited for them, pulling again
-    assert time.monotonic() - started < 3  # Flower's own grid would have slept 3 s
+    assert slept and set(slept) == {0.05}  # Flower's own grid sleeps 3 s between pulls
+
+
+class BlockingGrid(ScriptedGrid):
+    """The first pull blocks past the deadline (a dead node's reply whose content never
+    comes); the other replies arrive meanwhile."""
+
+    def __init__(self, block: float) -> None:
+        super().__init__(delay=0.0, answered={"m1"})
+        self.block = block
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        if self.pulls == 0:
+            time.sleep(self.block)
+            replies = super().pull_messages(message_ids)
+            self.answered |= {"m2", "m3"}
+            return replies
+        return super().pull_messages(message_ids)
+
+
+def test_replies_that_arrived_during_a_blocked_pull_are_not_dropped() -> None:
+    inner = BlockingGrid(block=0.3)
+    grid = PromptGrid(inner, poll_interval=0.05)
+    replies = list(grid.send_and_receive(_messages(grid), timeout=0.1))
+    assert sorted(r.metadata.reply_to_message_id for r in replies) == ["m1", "m2", "m3"]
+    assert inner.pulls == 2  # one more pull after the deadline, then it stops
 
 
 def test_missing_replies_end_at_the_timeout_with_what_arrived() -> None:

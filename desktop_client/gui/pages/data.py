@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -424,10 +425,10 @@ class DataPage(QWidget):
         self._job = job
         job.deliver_to(
             self,
-            progress=lambda pct, what, j=job: self._progress(j, pct, what),
-            finished=lambda result, j=job: self._finish(j, done, result),
-            failed=lambda message, j=job: self._failed(j, message),
-            cancelled=lambda j=job: self._cancelled(j),
+            progress=partial(self._progress, job),
+            finished=partial(self._finish, job, done),
+            failed=partial(self._failed, job),
+            cancelled=partial(self._cancelled, job),
         )
         self.problem_label.clear()
         self.progress.setRange(0, 100)
