@@ -300,6 +300,13 @@ def test_faults_on_the_real_federation(federation: DemoFederation, qtbot: QtBot)
         assert new_charges <= 1, (node.name, new_charges)  # a retry re-sends, never recharges
     for victim in victims:  # they trained and released once: charged exactly once
         assert len(events(victim, EventKind.EPSILON_CHARGED)) == charges_before[victim.name] + 1
+
+    # Shop 1 leaves from the app, as its owner would: its node stops and leaves no process.
+    training = page(window, "training")
+    qtbot.waitUntil(training.leave_button.isEnabled, timeout=60_000)
+    qtbot.mouseClick(training.leave_button, _left())
+    wait_for("shop 1 stopped", lambda: not NodeService(shop1.directory).status().running, 120)
+    wait_for("no process left for shop 1", lambda: processes_under(shop1.directory) == [], 60)
     window.close()
 
 
