@@ -4,12 +4,16 @@ Why: the owner (or the store manager reading offline) should find fresh pricing,
 bundles from the new federated model without running anything. The work runs in a child
 process (``retail-node insights refresh`` then ``retail-node report``), so the long-lived
 runner stays small and a failure there never takes the runner down; it is queued on one worker
-thread, so at most one refresh runs per node, off the round's path. The outcome is an event.
+thread, so at most one refresh runs per node, off the round's path, at a lower CPU priority
+(a refresh starts as soon as this node has the final model, while other nodes may still be
+finishing the round). The outcome is an event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "insights-report.html"
 REFRESH_TIMEOUT = 1800.0
+REFRESH_NICENESS = 10  # below the SuperNode and runner, whose replies others wait for
 
 
 class InsightRefresher:
@@ -99,6 +104,7 @@ class InsightRefresher:
                 log.warning("insight refresh could not start: %s", exc)
                 return -1
             self._current = child
+            _lower_priority(child.pid)
             try:
                 return child.wait(self.timeout)
             except subprocess.TimeoutExpired:
@@ -108,3 +114,11 @@ class InsightRefresher:
                 return -1
             finally:
                 self._current = None
+
+
+def _lower_priority(pid: int) -> None:
+    """Renice a child from the parent (no ``preexec_fn``: unsafe with the runner's threads)."""
+    if hasattr(os, "setpriority"):  # POSIX; Windows keeps the normal priority
+        with contextlib.suppress(OSError):  # the child may already have ended
+            current = os.getpriority(os.PRIO_PROCESS, pid)
+            os.setpriority(os.PRIO_PROCESS, pid, max(current, REFRESH_NICENESS))

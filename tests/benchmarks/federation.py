@@ -6,12 +6,16 @@ training, secure aggregation (the rest of each round: SecAgg+ stages, messaging,
 and insight computation; the mean wall time of one SecAgg+ round; and the peak RSS of the
 SuperLink, a SuperNode and a ClientApp (trusted runner) process, sampled from /proc.
 
-    python tests/benchmarks/federation.py [--retailers 5 10] [--rounds 3]
+    python tests/benchmarks/federation.py [--retailers 5 10] [--rounds 3] [--keep DIR]
+
+A run that fails is reported with its error (the other runs still go); ``--keep DIR`` keeps each
+run's work dir (logs, node event streams, the coordinator's database) for a look afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -24,7 +28,7 @@ from typing import Any
 
 from coordinator.demo import DemoOptions, run_demo
 from coordinator.demo.children import processes_under
-from coordinator.demo.steps import DEMO_TASKS
+from coordinator.demo.steps import DEMO_TASKS, DemoError
 from shared.node_runtime.events import EventKind, read_events
 
 
@@ -163,11 +167,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--retailers", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="keep the work dirs here (default: deleted)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="federation-bench-") as tmp:
-        results = [run(n, args.rounds, Path(tmp)) for n in args.retailers]
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            root = args.keep
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="federation-")))
+        results = []
+        for retailers in args.retailers:
+            try:
+                results.append(run(retailers, args.rounds, root))
+            except DemoError as exc:  # every process is already stopped; report and go on
+                results.append({"retailers": retailers, "rounds": args.rounds, "error": str(exc)})
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # partial figures
     print(json.dumps({"benchmark": "federation", "runs": results}, indent=2))
-    return 0
+    return 0 if all("error" not in r for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -32,3 +32,10 @@ def test_the_demo_starts_its_children_with_it(
     monkeypatch.setattr(steps.os, "cpu_count", lambda: 2)
     federation = steps.DemoFederation(steps.DemoOptions(workdir=tmp_path), progress=print)
     assert federation.children.env == {"OMP_NUM_THREADS": "1"}
+
+
+def test_the_round_timeout_grows_with_the_shops_on_this_machine(tmp_path: Path) -> None:
+    five = steps.DemoFederation(steps.DemoOptions(workdir=tmp_path), progress=print)
+    ten = steps.DemoFederation(steps.DemoOptions(workdir=tmp_path, retailers=10), print)
+    assert five.round_timeout == steps.ROUND_TIMEOUT
+    assert ten.round_timeout == 2 * steps.ROUND_TIMEOUT
