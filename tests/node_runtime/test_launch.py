@@ -71,6 +71,7 @@ def test_object_pulls_back_off_from_50_ms_where_nodes_pull_messages(
     from shared.federation.object_pulls import (
         OBJECT_PULL_BACKOFF,
         OBJECT_PULL_BACKOFF_CAP,
+        OBJECT_PULL_MAX_TIME,
         quicken_object_pulls,
     )
     from shared.node_runtime.launch import NODE_OBJECT_PULLS as OBJECT_PULLS
@@ -93,6 +94,7 @@ def test_object_pulls_back_off_from_50_ms_where_nodes_pull_messages(
         assert patched.keywords == {
             "initial_backoff": OBJECT_PULL_BACKOFF,
             "backoff_cap": OBJECT_PULL_BACKOFF_CAP,
+            "max_time": OBJECT_PULL_MAX_TIME,
         }
 
 

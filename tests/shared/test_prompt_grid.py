@@ -117,3 +117,25 @@ def test_everything_else_is_delegated() -> None:
     assert list(grid.get_node_ids()) == [1, 2, 3]
     with pytest.raises(ValueError):
         PromptGrid(inner, poll_interval=0)
+
+
+def test_the_serverapp_pulls_reply_content_promptly_and_gives_up_after_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply whose content is late is retried after 50 ms, not 1-2-4 s; one that never
+    comes (its node died mid-push) fails after a minute, which Flower's grid turns into an
+    error reply for that message instead of blocking the round."""
+    import functools
+    import inspect
+
+    import flwr.superlink.grid.http_grid as http_grid
+
+    from shared.federation.object_pulls import OBJECT_PULL_MAX_TIME
+
+    monkeypatch.setattr(http_grid, "pull_objects", http_grid.pull_objects)  # undone afterwards
+    assert "except ObjectPullError" in inspect.getsource(http_grid.HttpGrid.pull_messages)
+    PromptGrid(ScriptedGrid(delay=0.0, answered=set()))
+    patched = http_grid.pull_objects
+    assert isinstance(patched, functools.partial)
+    assert patched.keywords["initial_backoff"] == 0.05
+    assert patched.keywords["max_time"] == OBJECT_PULL_MAX_TIME == 60.0
