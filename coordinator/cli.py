@@ -313,26 +313,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _refuse(str(exc), args.json)
 
 
-def _interrupt_on_signals() -> None:
-    """Ctrl-C and SIGTERM both stop the demo cleanly. Set explicitly: a shell starts background
-    jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    import signal
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from coordinator.demo import DemoError, DemoOptions, run_demo
+    from coordinator.demo import DemoError, DemoOptions, interrupt_on_signals, run_demo
 
     options = DemoOptions(
         workdir=args.workdir, retailers=args.retailers, rounds=args.rounds,
         epsilon=args.epsilon, seed=args.seed,
     )  # fmt: skip
-    _interrupt_on_signals()
+    interrupt_on_signals()
     try:
         summary = run_demo(options, lambda line: print(line, file=sys.stderr, flush=True))
     except DemoError as exc:

@@ -7,6 +7,7 @@ never outlive the demo), :mod:`.steps` (the federation's life, step by step), :m
 (what the demo reports).
 """
 
+from coordinator.demo.children import interrupt_on_signals
 from coordinator.demo.steps import DemoError, DemoOptions, run_demo
 
-__all__ = ["DemoError", "DemoOptions", "run_demo"]
+__all__ = ["DemoError", "DemoOptions", "interrupt_on_signals", "run_demo"]

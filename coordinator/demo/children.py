@@ -135,3 +135,16 @@ def end_leftovers(directory: Path, grace: float = 5.0) -> dict[int, str]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return leftovers
+
+
+def interrupt_on_signals() -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt, so a run stops its children cleanly.
+
+    Set explicitly: a shell starts background jobs with SIGINT ignored (Python then never
+    raises KeyboardInterrupt), and SIGTERM would otherwise end this process and orphan them."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

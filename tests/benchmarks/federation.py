@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.demo import DemoOptions, run_demo
+from coordinator.demo import DemoOptions, interrupt_on_signals, run_demo
 from coordinator.demo.children import processes_under
 from coordinator.demo.steps import DEMO_TASKS, DemoError
 from shared.node_runtime.events import EventKind, read_events
@@ -169,6 +169,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="keep the work dirs here (default: deleted)")
     args = parser.parse_args()
+    interrupt_on_signals()  # Ctrl-C or SIGTERM: the running demo stops its processes first
     with contextlib.ExitStack() as stack:
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
