@@ -84,11 +84,55 @@ class IssueModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._issues: list[Issue] = []
+        self._order: tuple[int, Qt.SortOrder] | None = None  # the last sort, kept on reset
 
     def set_issues(self, issues: Sequence[Issue]) -> None:
         self.beginResetModel()
-        self._issues = list(issues)
+        self._issues = self._sorted(list(issues))
         self.endResetModel()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sorted here with one key per issue. Why: a sort proxy asks ``data()`` twice per
+        comparison, a Python call each time: 240 ms of frozen window for 5,145 issues."""
+        self._order = (column, order)
+        self.layoutAboutToBeChanged.emit()
+        previous = self._issues
+        self._issues = self._sorted(list(previous))
+        new_row = {id(issue): row for row, issue in enumerate(self._issues)}
+        moved = [
+            (index, self.index(new_row[id(previous[index.row()])], index.column()))
+            for index in self.persistentIndexList()
+        ]
+        self.changePersistentIndexList([old for old, _ in moved], [new for _, new in moved])
+        self.layoutChanged.emit()
+
+    def _sorted(self, issues: list[Issue]) -> list[Issue]:
+        if self._order is None:
+            return issues
+        column, order = self._order
+        descending = order == Qt.SortOrder.DescendingOrder
+        return sorted(issues, key=lambda issue: self._sort_key(issue, column), reverse=descending)
+
+    def _sort_key(self, issue: Issue, column: int) -> Any:
+        """Rows as numbers (file-level issues first), text case-folded."""
+        if column == 1:
+            return issue.row if issue.row is not None else -1
+        return self._text(issue, column).casefold()
+
+    def _text(self, issue: Issue, column: int) -> str:
+        if column == 0:
+            return (
+                QCoreApplication.translate("IssueModel", "Error")
+                if issue.severity is Severity.ERROR
+                else QCoreApplication.translate("IssueModel", "Warning")
+            )
+        if column == 1:
+            return "" if issue.row is None else str(issue.row)
+        if column == 2:
+            return issue.column or ""
+        if column == 3:
+            return issue.value or ""
+        return issue.message
 
     def issue(self, row: int) -> Issue:
         return self._issues[row]
@@ -103,26 +147,11 @@ class IssueModel(QAbstractTableModel):
         if not index.isValid():
             return None
         issue = self._issues[index.row()]
-        column = index.column()
-        if role == SORT_ROLE:  # rows sort as numbers (file-level issues first), text folded
-            if column == 1:
-                return issue.row if issue.row is not None else -1
-            return str(self.data(index, Qt.ItemDataRole.DisplayRole)).casefold()
+        if role == SORT_ROLE:
+            return self._sort_key(issue, index.column())
         if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return None
-        if column == 0:
-            return (
-                QCoreApplication.translate("IssueModel", "Error")
-                if issue.severity is Severity.ERROR
-                else QCoreApplication.translate("IssueModel", "Warning")
-            )
-        if column == 1:
-            return "" if issue.row is None else str(issue.row)
-        if column == 2:
-            return issue.column or ""
-        if column == 3:
-            return issue.value or ""
-        return issue.message
+        return self._text(issue, index.column())
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
@@ -140,9 +169,16 @@ class IssueFilterModel(QSortFilterProxyModel):
         self._severity: Severity | None = None
         self._text = ""
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        # Qt compares the sort role's values itself: a Python lessThan over thousands of
-        # issues froze the window for about a second after a large import.
-        self.setSortRole(SORT_ROLE)
+        self.setSortRole(SORT_ROLE)  # for any other source model
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """The report sorts itself (see :meth:`IssueModel.sort`); this proxy then keeps the
+        source's order and only filters."""
+        model = self.sourceModel()
+        if isinstance(model, IssueModel):
+            model.sort(column, order)
+        else:
+            super().sort(column, order)
 
     def set_severity(self, severity: Severity | str | None) -> None:
         """Only issues of this severity (Qt hands enum data back as plain text)."""
