@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PySide6.QtCore import QPersistentModelIndex, Qt
+from pytestqt.qtbot import QtBot
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from PySide6.QtCore import QPersistentModelIndex, Qt  # noqa: E402
-from pytestqt.qtbot import QtBot  # noqa: E402
-
-from desktop_client.gui.models import IssueFilterModel, IssueModel  # noqa: E402
-from shared.ingest import Severity  # noqa: E402
-from shared.ingest.report import Issue, IssueKind  # noqa: E402
+from desktop_client.gui.models import IssueFilterModel, IssueModel
+from shared.ingest import Severity
+from shared.ingest.report import Issue, IssueKind
 
 KIND = next(iter(IssueKind))
 
