@@ -7,9 +7,10 @@ Why a launcher instead of the ``flower-supernode`` script:
   five nodes that idle sleep alone adds about 15 s per round (the slowest of five nodes waits
   2.5 s on average at each exchange). Here the idle wait is shortened to ``--pull-interval``
   (default 0.5 s: a few small gRPC calls a second per node, cheap for a SuperLink serving a
-  few dozen shops). This is the one place, besides :mod:`shared.node_runtime.flower_runner`,
-  that reaches into Flower internals; flwr is pinned exactly and
-  ``tests/node_runtime/test_launch.py`` fails loudly if the patched name moves.
+  few dozen shops). With :mod:`shared.node_runtime.flower_runner` and
+  :mod:`shared.federation.object_pulls`, this is one of three places that reach into Flower
+  internals; flwr is pinned exactly and ``tests/node_runtime/test_launch.py`` fails loudly if
+  a patched name moves.
 * Speed, again. Flower stores a message before its content has arrived, and a pull that finds
   an object missing backs off 1 s, 2 s, 4 s...: the SuperNode pulling from the SuperLink, and
   the runner pulling from the SuperNode (measured: 6.9 s to pull one SecAgg+ training message
