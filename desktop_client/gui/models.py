@@ -23,7 +23,6 @@ from PySide6.QtCore import (
 from shared.ingest import Issue, Severity
 
 Index = QModelIndex | QPersistentModelIndex
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def _cell_text(value: Any) -> str:
@@ -147,8 +146,6 @@ class IssueModel(QAbstractTableModel):
         if not index.isValid():
             return None
         issue = self._issues[index.row()]
-        if role == SORT_ROLE:
-            return self._sort_key(issue, index.column())
         if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return None
         return self._text(issue, index.column())
@@ -169,7 +166,6 @@ class IssueFilterModel(QSortFilterProxyModel):
         self._severity: Severity | None = None
         self._text = ""
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self.setSortRole(SORT_ROLE)  # for any other source model
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """The report sorts itself (see :meth:`IssueModel.sort`); this proxy then keeps the
